@@ -1,0 +1,5 @@
+"""``python -m agent`` is the same as the ``mpc-agent`` command."""
+
+from agent.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""The ``mpc-agent`` command (also ``python -m agent``).
+
+Sub-commands follow DESIGN.md section 6. This module only parses arguments
+and wires components together; the work happens in the modules it calls
+(imported lazily so that ``mpc-agent inspect`` does not pay for osqp or Kafka).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.errors import MpcAgentError
+
+log = logging.getLogger("agent.cli")
+
+FORMATS = ("auto", "mbp10-csv", "dbn", "lobster", "parquet")
+
+
+def _add_data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--data", nargs="+", metavar="PATH", required=required,
+                   help="data file(s); default: the embedded sample day")
+    p.add_argument("--format", default="auto", choices=FORMATS, help="file format (default: detect)")
+    p.add_argument("--symbol", default=None, help="symbol to use (default: the first in the data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mpc-agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mpc-agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="what a data file holds")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_cmd_inspect)
+
+    p = sub.add_parser("convert", help="any supported format to our Parquet schema")
+    p.add_argument("paths", nargs="+", metavar="IN")
+    p.add_argument("--to", required=True, metavar="OUT.parquet")
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.set_defaults(handler=_cmd_convert)
+
+    p = sub.add_parser("fit", help="per-period impact, volume and volatility estimates")
+    _add_data_args(p)
+    p.add_argument("--side", default="buy", choices=("buy", "sell"))
+    p.add_argument("--period-s", type=float, default=60.0)
+    p.add_argument("--quantity", type=float, default=None,
+                   help="parent quantity used to choose the fitting size range")
+    p.add_argument("--participation", type=float, default=0.1,
+                   help="max participation used for the top-level cap list")
+    p.add_argument("--out", default=None, metavar="FILE.json")
+    p.set_defaults(handler=_cmd_fit)
+
+    p = sub.add_parser("plan", help="one optimal schedule (offline)")
+    p.add_argument("--quantity", type=float, required=True)
+    p.add_argument("--periods", type=int, required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--impact", metavar="FILE.json", help='{"beta": [N], "gamma": [N], "cap": [N]?}')
+    src.add_argument("--data", metavar="PATH", help="fit impact coefficients from a data file")
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--symbol", default=None)
+    p.add_argument("--side", default="buy", choices=("buy", "sell"))
+    p.add_argument("--period-s", type=float, default=60.0)
+    p.add_argument("--risk-aversion", type=float, default=0.0)
+    p.add_argument("--sigma", type=float, default=0.0, help="price volatility, dollars per period")
+    p.add_argument("--out", default=None, metavar="FILE.json")
+    p.set_defaults(handler=_cmd_plan)
+
+    p = sub.add_parser("replay", help="historical replay with TCA against benchmarks")
+    _add_data_args(p)
+    p.add_argument("--side", required=True, choices=("buy", "sell"))
+    p.add_argument("--quantity", type=float, required=True)
+    p.add_argument("--start", default=None, metavar="HH:MM")
+    p.add_argument("--end", default=None, metavar="HH:MM")
+    p.add_argument("--period-s", type=float, default=60.0)
+    p.add_argument("--strategies", default="mpc,twap,vwap,pov,ac,open-loop")
+    p.add_argument("--starts", type=int, default=1)
+    p.add_argument("--out", default="out/replay", metavar="DIR")
+    p.add_argument("--tz", default="America/New_York")
+    p.add_argument("--max-participation", type=float, default=None)
+    p.add_argument("--risk-aversion", type=float, default=None)
+    p.add_argument("--latency-ms", type=float, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_cmd_replay)
+
+    p = sub.add_parser("run", help="the live service")
+    p.add_argument("--config", default=None, metavar="FILE.toml")
+    p.add_argument("--feed", choices=("kafka", "file"), default=None)
+    p.add_argument("--data", nargs="+", default=None, metavar="PATH")
+    p.add_argument("--speed", type=float, default=None, help="file feed pace (0 = as fast as possible)")
+    p.add_argument("--print-config", action="store_true")
+    p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser("publish", help="put a data file or a parent order on Kafka")
+    p.add_argument("path", nargs="?", default=None, metavar="PATH")
+    p.add_argument("--topic", default=None)
+    p.add_argument("--speed", type=float, default=0.0)
+    p.add_argument("--bootstrap-servers", default=None)
+    p.add_argument("--parent-order", default=None, metavar="FILE.json")
+    p.set_defaults(handler=_cmd_publish)
+    return parser
+
+
+# ---------------------------------------------------------------- handlers
+def _emit_json(obj: Any, out: str | None) -> None:
+    text = json.dumps(obj, indent=2, allow_nan=False)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+        log.info("wrote %s", out)
+    else:
+        print(text)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from feeds.inspect import inspect_paths, render_text
+
+    summary = inspect_paths(args.paths, fmt=args.format)
+    print(json.dumps(summary, allow_nan=False) if args.json else render_text(summary))
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from feeds.parquet import convert_to_parquet
+
+    stats = convert_to_parquet(args.paths, args.to, fmt=args.format)
+    print(json.dumps(stats))
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    raise MpcAgentError("fit is not available yet")
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    raise MpcAgentError("plan is not available yet")
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    raise MpcAgentError("replay is not available yet")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    raise MpcAgentError("run is not available yet")
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    raise MpcAgentError("publish is not available yet")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        return int(args.handler(args))
+    except MpcAgentError as exc:
+        print(f"mpc-agent {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"mpc-agent {args.command}: error: file not found: {exc.filename}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

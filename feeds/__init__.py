@@ -1,0 +1,1 @@
+"""Where data comes from (file readers, Kafka, memory) and where instructions go."""

@@ -1,0 +1,1 @@
+"""Historical replay: simulator, benchmark strategies, runner and TCA report."""
