@@ -274,7 +274,8 @@ class FillSimulator:
             float(child.limit_price),
             buy=side == "buy",
         )
-        take = np.diff(cum, prepend=0.0)
+        take = cum.copy()
+        take[1:] -= cum[:-1]
         touched = np.flatnonzero(take > 0)
         if len(touched) == 0:
             return []
