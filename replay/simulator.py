@@ -77,11 +77,16 @@ class SimulatorSettings:
     recovery_half_life_s : half-life of our consumed size at a price level
         (0 = forgotten immediately).
     fee_bps : fee on filled notional in basis points; negative is a rebate.
+    depletion_lot_shares : when > 0, the live consumption subtracted from a
+        level is rounded to the nearest multiple of this lot, so recovered
+        depth comes back in whole lots instead of fractions of a share
+        (0 = the exact formula of the module docstring).
     """
 
     latency_ms: float = 5.0
     recovery_half_life_s: float = 30.0
     fee_bps: float = 0.0
+    depletion_lot_shares: float = 0.0
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.latency_ms) and self.latency_ms >= 0):
@@ -92,6 +97,10 @@ class SimulatorSettings:
             )
         if not np.isfinite(self.fee_bps):
             raise ValueError(f"fee_bps must be finite, got {self.fee_bps}")
+        if not (np.isfinite(self.depletion_lot_shares) and self.depletion_lot_shares >= 0):
+            raise ValueError(
+                f"depletion_lot_shares must be a finite number >= 0, got {self.depletion_lot_shares}"
+            )
 
     @property
     def latency_ns(self) -> int:
@@ -209,7 +218,9 @@ class FillSimulator:
 
         ``side`` is the *order* side: ``"buy"`` returns the asks, ``"sell"`` the
         bids. Sizes are ``max(0, s - sum_e c_e 2^(-(t - t0_e)/H))`` over ledger
-        entries at the same price with ``t0_e <= t`` (module docstring).
+        entries at the same price with ``t0_e <= t`` (module docstring); with
+        ``depletion_lot_shares = b > 0`` the subtracted sum is rounded to
+        ``b * floor(sum / b + 1/2)``.
 
         Returns
         -------
@@ -227,6 +238,9 @@ class FillSimulator:
         keys = _price_keys(px)
         match = keys[:, None] == ledger.key[None, :]
         taken = match.astype(np.float64) @ live
+        lot = self.settings.depletion_lot_shares
+        if lot > 0:
+            taken = lot * np.floor(taken / lot + 0.5)
         return px, np.maximum(sz - taken, 0.0)
 
     # ------------------------------------------------------------- execution

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,6 +167,14 @@ def test_execute_order_right_after_sees_less_depth_at_same_prices() -> None:
     assert fills[2].price == 10.03 and fills[2].quantity == pytest.approx(200.0 - left_best - left_next)
 
 
+def test_execute_depletion_lot_rounds_recovered_depth_to_whole_lots() -> None:
+    s = sim(ts=(T0, T0 + 1 * MS, T0 + 30 * S), recovery_half_life_s=30.0, depletion_lot_shares=1.0)
+    s.execute(child(150, 10.05), T0 - 10 * MS)
+    assert s.depleted_levels(2, "buy")[1][:2].tolist() == [50.0, 175.0]
+    fills = s.execute(child(200, 10.05, period=1), T0 - 4 * MS)  # 1 ms later: nothing back yet
+    assert legs(fills) == [(10.02, 150.0), (10.03, 50.0)]
+
+
 def test_depleted_levels_after_one_half_life_half_is_back() -> None:
     s = sim(ts=(T0, T0 + 30 * S, T0 + 60 * S), recovery_half_life_s=30.0)
     s.execute(child(150, 10.05), T0 - 10 * MS)
@@ -274,6 +283,8 @@ def test_settings_reject_negative_latency_and_half_life() -> None:
         SimulatorSettings(latency_ms=-1.0)
     with pytest.raises(ValueError):
         SimulatorSettings(recovery_half_life_s=-1.0)
+    with pytest.raises(ValueError):
+        SimulatorSettings(depletion_lot_shares=float("nan"))
 
 
 # -------------------------------------------------------------- conservation
@@ -302,3 +313,35 @@ def test_execute_never_overfills_nor_crosses_limit(
         for f in fills:
             book_sz = dict(ASKS if side == "buy" else BIDS)[f.price]
             assert f.quantity <= book_sz + 1e-9
+
+
+# ----------------------------------------------------------------- real day
+FROG = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "FROG_2025-04-03.mbp10.csv.gz"
+
+
+@pytest.mark.skipif(not FROG.exists(), reason="real FROG day not beside the repository")
+def test_execute_on_real_day_matches_walk_levels_per_minute() -> None:
+    from feeds.databento_csv import iter_csv
+
+    book, _ = BookBatch.concat(list(iter_csv(FROG))).clean()
+    s = FillSimulator(book, SimulatorSettings(latency_ms=5.0, recovery_half_life_s=0.0))
+    times = np.arange(book.ts_event[0], book.ts_event[-1], 60 * S)
+    rows = np.searchsorted(book.ts_event, times + 5 * MS)
+    sides: list[Side] = ["buy" if k % 2 == 0 else "sell" for k in range(len(times))]
+    mid = book.mid()[rows]
+    limits = np.where(np.array(sides) == "buy", mid * 1.01, mid * 0.99)
+    got_q, got_n = [], []
+    for k, (t, side) in enumerate(zip(times.tolist(), sides, strict=True)):
+        fills = s.execute(child(500.0, float(limits[k]), side=side, period=k), t)
+        assert all(f.ts_event == book.ts_event[rows[k]] for f in fills)
+        got_q.append(sum(f.quantity for f in fills))
+        got_n.append(sum(f.quantity * f.price for f in fills))
+    buy = np.array(sides) == "buy"
+    exp_q, exp_n = np.zeros(len(times)), np.zeros(len(times))
+    exp_q[buy], exp_n[buy] = walk_levels(book.ask_px[rows[buy]], book.ask_sz[rows[buy]], 500.0, limits[buy])
+    exp_q[~buy], exp_n[~buy] = walk_levels(
+        book.bid_px[rows[~buy]], book.bid_sz[rows[~buy]], 500.0, limits[~buy], buy=False
+    )
+    assert np.asarray(got_q) == pytest.approx(exp_q)
+    assert np.asarray(got_n) == pytest.approx(exp_n)
+    assert s.stats.filled_children > 300
