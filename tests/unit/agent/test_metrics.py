@@ -1,0 +1,113 @@
+"""agent.metrics and agent.http: names, buckets, labels, /metrics and /healthz over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.http import MetricsServer
+from agent.metrics import SOLVE_BUCKETS_S, AgentMetrics
+from agent.model import ChildOrder, ImpactParams, SolverInfo
+
+REQUIRED = {
+    "mpc_agent_solve_duration_seconds": "histogram",
+    "mpc_agent_solve_iterations": "histogram",
+    "mpc_agent_solves": "counter",
+    "mpc_agent_fallback_plans": "counter",
+    "mpc_agent_snapshots": "counter",
+    "mpc_agent_snapshots_rejected": "counter",
+    "mpc_agent_snapshot_age_seconds": "histogram",
+    "mpc_agent_decision_latency_seconds": "histogram",
+    "mpc_agent_child_orders": "counter",
+    "mpc_agent_parent_remaining_shares": "gauge",
+    "mpc_agent_impact_beta": "gauge",
+    "mpc_agent_impact_gamma": "gauge",
+}
+
+
+def _child() -> ChildOrder:
+    return ChildOrder("P1:3", "P1", "FROG", "buy", 100.0, 10.5, 3, 1, 2, 500.0,
+                      solver=SolverInfo("osqp", "solved", 25, 180.0), impact=ImpactParams(0.01, 1e-5))
+
+
+async def _get(url: str, path: str) -> tuple[int, str]:
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def _families(text: str) -> dict[str, str]:
+    return {f.name: f.type for f in text_string_to_metric_families(text)}
+
+
+def test_create_registers_every_design_metric_on_the_injected_registry() -> None:
+    reg = CollectorRegistry()
+    m = AgentMetrics.create(reg)
+    from prometheus_client import generate_latest
+
+    m.solves.labels(status="solved")
+    m.fallback_plans.labels(reason="solver_failed")
+    m.snapshots_rejected.labels(reason="crossed_book")
+    m.child_orders.labels(side="buy")
+    for g in (m.parent_remaining, m.impact_beta, m.impact_gamma):
+        g.labels(symbol="FROG")
+    fams = _families(generate_latest(reg).decode())
+    for name, kind in REQUIRED.items():
+        assert fams.get(name) == kind, f"{name} missing or not a {kind}"
+
+
+def test_two_bundles_on_separate_registries_do_not_collide() -> None:
+    AgentMetrics.create(CollectorRegistry())
+    AgentMetrics.create(CollectorRegistry())
+
+
+def test_solve_buckets_span_10us_to_100ms() -> None:
+    assert SOLVE_BUCKETS_S[0] == pytest.approx(1e-5)
+    assert SOLVE_BUCKETS_S[-1] == pytest.approx(0.1)
+    assert list(SOLVE_BUCKETS_S) == sorted(SOLVE_BUCKETS_S)
+
+
+def test_observe_child_counts_side_solver_and_impact_without_order_id_labels() -> None:
+    reg = CollectorRegistry()
+    m = AgentMetrics.create(reg)
+    m.observe_child(_child())
+    assert reg.get_sample_value("mpc_agent_child_orders_total", {"side": "buy"}) == 1.0
+    assert reg.get_sample_value("mpc_agent_solves_total", {"status": "solved"}) == 1.0
+    assert reg.get_sample_value("mpc_agent_solve_duration_seconds_count") == 1.0
+    # 180 us falls in the 215 us bucket, not in the 100 us one
+    assert reg.get_sample_value("mpc_agent_solve_duration_seconds_bucket", {"le": "0.000215"}) == 1.0
+    assert reg.get_sample_value("mpc_agent_solve_duration_seconds_bucket", {"le": "0.0001"}) == 0.0
+    assert reg.get_sample_value("mpc_agent_impact_beta", {"symbol": "FROG"}) == 0.01
+    for metric in reg.collect():
+        for s in metric.samples:
+            assert "P1" not in s.labels.values(), f"{s.name} carries an order id label"
+
+
+async def test_metrics_server_serves_parseable_metrics_and_healthz_follows_readiness() -> None:
+    reg = CollectorRegistry()
+    m = AgentMetrics.create(reg)
+    m.observe_child(_child())
+    state = {"ready": False}
+    server = MetricsServer(reg, lambda: (state["ready"], {"feeds": {"md": state["ready"]}}),
+                           host="127.0.0.1", port=0)
+    async with server:
+        status, body = await _get(server.url, "/metrics")
+        assert status == 200
+        assert _families(body)["mpc_agent_solve_duration_seconds"] == "histogram"
+        status, body = await _get(server.url, "/healthz")
+        assert status == 503 and json.loads(body)["ready"] is False
+        state["ready"] = True
+        status, body = await _get(server.url, "/healthz")
+        assert status == 200 and json.loads(body) == {"ready": True, "feeds": {"md": True}}
+        status, _ = await _get(server.url, "/nope")
+        assert status == 404
+    await server.stop()  # idempotent
