@@ -178,8 +178,12 @@ class BookBatch:
     def validate(self, last_ts: Mapping[str, int] | None = None) -> Validation:
         """Say which rows are bad and why (the first reason that applies, in ``REASONS`` order).
 
-        ``last_ts`` maps symbol -> last accepted ``ts_event`` before this batch,
-        so that chunked reading detects time going backwards across chunks.
+        ``last_ts`` maps symbol -> latest ``ts_event`` seen before this batch
+        (``latest_ts()`` of the previous chunks), so that chunked reading detects
+        time going backwards across chunks. A row is ``ts_backwards`` when its
+        time is below the running maximum of the earlier rows of its symbol, so
+        the clean output is non-decreasing in time per symbol. A missing
+        timestamp (int64 min, what readers put for a blank cell) is ``non_finite``.
         """
         n = len(self)
         reason = np.full(n, "", dtype="<U24")
@@ -201,6 +205,7 @@ class BookBatch:
                 | ~np.isfinite(self.size)
                 | np.isinf(self.price)
                 | (np.isnan(self.price) & self.is_trade())
+                | (self.ts_event == np.iinfo(np.int64).min)  # missing timestamp
             )
             mark(non_finite, NON_FINITE)
             mark(((px <= 0) & present).any(axis=1) | ((self.price <= 0) & self.is_trade()), NON_POSITIVE_PRICE)
@@ -222,8 +227,17 @@ class BookBatch:
             prev = np.empty_like(ts)
             prev[1:] = ts[:-1]
             prev[0] = (last_ts or {}).get(str(sym), np.iinfo(np.int64).min)
-            back[idx] = ts < prev
+            # against the latest time seen so far, not just the previous row, so that
+            # one future timestamp cannot let the clean output go backwards after it
+            back[idx] = ts < np.maximum.accumulate(prev)
         return back
+
+    def latest_ts(self) -> dict[str, int]:
+        """Per symbol, the largest ``ts_event`` in the batch: the ``last_ts`` for the next chunk."""
+        out: dict[str, int] = {}
+        for sym in np.unique(self.symbol):
+            out[str(sym)] = int(self.ts_event[self.symbol == sym].max())
+        return out
 
     def clean(self, last_ts: Mapping[str, int] | None = None) -> tuple[BookBatch, dict[str, int]]:
         """Drop bad rows; return the good rows and the count of rejections per reason."""
@@ -242,7 +256,7 @@ def _out_of_order(px: npt.NDArray[np.float64], sz: npt.NDArray[np.float64], desc
     step = np.diff(px, axis=1)
     both = present[:, :-1] & present[:, 1:]
     wrong = (step >= 0) if descending else (step <= 0)
-    return gap | (wrong & both).any(axis=1)
+    return np.asarray(gap | (wrong & both).any(axis=1), dtype=bool)
 
 
 def merge_rejections(total: dict[str, int], more: Mapping[str, int]) -> dict[str, int]:
