@@ -49,7 +49,8 @@ def sample_grid(ts: IntArray, mid: FloatArray, sample_ns: int, first_ns: int,
     ----------
     ts, mid : event times (non-decreasing) and mids of the usable events.
     first_ns : first grid time (a multiple of ``sample_ns`` for chunk invariance).
-    max_gap_ns : a grid point whose last event is older than this is *stale*.
+    max_gap_ns : a grid point inside a gap between consecutive events longer
+        than this (a session break) is *stale*.
 
     Returns
     -------
@@ -64,7 +65,8 @@ def sample_grid(ts: IntArray, mid: FloatArray, sample_ns: int, first_ns: int,
     pos = np.searchsorted(ts, grid, side="right") - 1
     have = pos >= 0
     value = np.where(have, mid[np.maximum(pos, 0)], np.nan)
-    fresh = have & ((grid - ts[np.maximum(pos, 0)]) <= max_gap_ns)
+    nxt = np.minimum(pos + 1, ts.size - 1)  # exists: every grid time is before ts[-1]
+    fresh = have & ((ts[nxt] - ts[np.maximum(pos, 0)]) <= max_gap_ns)
     return grid, value, fresh
 
 
