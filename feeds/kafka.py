@@ -1,0 +1,347 @@
+"""aiokafka-based source and sink (``feeds.ports`` protocols) and an admin helper.
+
+- :class:`KafkaConnection`: how to reach the cluster (PLAINTEXT, SSL, SASL
+  PLAIN/SCRAM), passed through to every aiokafka client.
+- :class:`KafkaSource`: consumer, batched ``getmany``, manual commits,
+  ``read_committed`` by default (transactions of aborted producers stay invisible).
+- :class:`KafkaSink`: idempotent producer (``enable_idempotence=True``,
+  ``acks=all``); with a ``transactional_id`` also ``begin/commit/abort`` and
+  ``send_offsets`` (consume-transform-produce exactly once).
+- :func:`create_topics`: idempotent topic creation (optionally compacted).
+
+Broker failures surface as ``agent.errors.RetriableFeedError`` (connection,
+timeouts, leader changes: back off and retry) or ``FeedError`` (the rest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import aiokafka
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, for_code
+from aiokafka.helpers import create_ssl_context
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from agent.errors import ConfigError, FeedError, RetriableFeedError
+from feeds.ports import (
+    AsyncComponent,
+    Headers,
+    OutRecord,
+    Record,
+    TopicPartition,
+    dead_letter,
+    send_to_dlq,
+)
+
+__all__ = [
+    "KafkaConnection", "KafkaSink", "KafkaSource", "create_topics", "dead_letter", "send_to_dlq",
+]
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+class KafkaConnection(BaseModel):
+    """Connection settings shared by consumers, producers and the admin client."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+    client_id: str = "mpc-agent"
+    max_message_bytes: int = Field(default=1 << 20, gt=0)
+    request_timeout_ms: int = Field(default=30_000, gt=0)
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaConnection:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"security_protocol={self.security_protocol} needs sasl_mechanism, sasl_username and sasl_password"
+            )
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """TLS context for SSL/SASL_SSL (None for plaintext protocols)."""
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        ctx = create_ssl_context(
+            cafile=self.ssl_cafile,
+            certfile=self.ssl_certfile,
+            keyfile=self.ssl_keyfile,
+            password=self.ssl_password.get_secret_value() if self.ssl_password else None,
+        )
+        ctx.check_hostname = self.ssl_check_hostname
+        return ctx
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments common to every aiokafka client."""
+        kw: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+            "ssl_context": self.ssl_context(),
+        }
+        if self.sasl_mechanism:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+        return kw
+
+
+def _conn(connection: KafkaConnection | str) -> KafkaConnection:
+    return KafkaConnection(bootstrap_servers=connection) if isinstance(connection, str) else connection
+
+
+def _feed_error(exc: BaseException, doing: str) -> FeedError:
+    """Map an aiokafka error to ours: retriable errors back off, others do not."""
+    if isinstance(exc, KafkaError) and getattr(exc, "retriable", False):
+        return RetriableFeedError(f"{doing}: {exc!r} (transient; the caller backs off and retries)")
+    return FeedError(f"{doing}: {exc!r}")
+
+
+class KafkaSource(AsyncComponent):
+    """Consumer of ``topics`` in consumer group ``group_id`` with manual commits (``Source``)."""
+
+    def __init__(
+        self,
+        connection: KafkaConnection | str,
+        topics: Sequence[str],
+        *,
+        group_id: str | None,
+        auto_offset_reset: Literal["earliest", "latest"] = "earliest",
+        read_committed: bool = True,
+        **consumer_options: Any,
+    ) -> None:
+        self.connection = _conn(connection)
+        self.topics, self.group_id = list(topics), group_id
+        self._options = dict(
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=auto_offset_reset,
+            isolation_level="read_committed" if read_committed else "read_uncommitted",
+            max_partition_fetch_bytes=max(self.connection.max_message_bytes, 1 << 20),
+            **consumer_options,
+        )
+        self._consumer: aiokafka.AIOKafkaConsumer | None = None
+
+    @property
+    def consumer(self) -> aiokafka.AIOKafkaConsumer:
+        if self._consumer is None:
+            raise FeedError("KafkaSource used before start(); use 'async with source:'")
+        return self._consumer
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        consumer = aiokafka.AIOKafkaConsumer(*self.topics, **self.connection.client_kwargs(), **self._options)
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise _feed_error(exc, f"starting consumer of {self.topics}") from exc
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[str, list[Record]]:
+        """Fetched records by topic (offset order within each partition)."""
+        try:
+            batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise _feed_error(exc, "fetching records") from exc
+        out: dict[str, list[Record]] = {}
+        for tp, msgs in batches.items():
+            out.setdefault(tp.topic, []).extend(
+                Record(m.topic, m.partition, m.offset, m.key, m.value,
+                       tuple((k, bytes(v)) for k, v in m.headers), m.timestamp)
+                for m in msgs
+            )
+        return out
+
+    async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit ``offsets`` (next offset to read per partition) or the current positions."""
+        if self.group_id is None:
+            raise FeedError("commit needs a group_id; construct the source with group_id=...")
+        arg = None if offsets is None else {aiokafka.TopicPartition(*tp): off for tp, off in offsets.items()}
+        try:
+            await self.consumer.commit(arg)
+        except KafkaError as exc:
+            raise _feed_error(exc, "committing offsets") from exc
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        try:
+            off = await self.consumer.committed(aiokafka.TopicPartition(*tp))
+        except KafkaError as exc:
+            raise _feed_error(exc, f"reading committed offset of {tp}") from exc
+        return None if off is None or off < 0 else int(off)
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions currently assigned to this consumer."""
+        return {TopicPartition(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+
+
+class KafkaSink(AsyncComponent):
+    """Idempotent producer (``acks=all``); transactional when ``transactional_id`` is given."""
+
+    def __init__(
+        self,
+        connection: KafkaConnection | str,
+        *,
+        transactional_id: str | None = None,
+        linger_ms: int = 0,
+        **producer_options: Any,
+    ) -> None:
+        self.connection = _conn(connection)
+        self.transactional_id = transactional_id
+        self._options = dict(
+            enable_idempotence=True,
+            acks="all",
+            transactional_id=transactional_id,
+            linger_ms=linger_ms,
+            max_request_size=self.connection.max_message_bytes,
+            **producer_options,
+        )
+        self._producer: aiokafka.AIOKafkaProducer | None = None
+
+    @property
+    def producer(self) -> aiokafka.AIOKafkaProducer:
+        if self._producer is None:
+            raise FeedError("KafkaSink used before start(); use 'async with sink:'")
+        return self._producer
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            return
+        producer = aiokafka.AIOKafkaProducer(**self.connection.client_kwargs(), **self._options)
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise _feed_error(exc, "starting producer") from exc
+        self._producer = producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def send(self, topic: str, value: bytes | None, *, key: bytes | None = None, headers: Headers = ()) -> None:
+        """Produce one record and wait for the broker's acknowledgement."""
+        await self.send_many([OutRecord(topic, value, key, tuple(headers))])
+
+    async def send_many(self, records: Sequence[OutRecord]) -> None:
+        """Enqueue every record (pipelined, batched by aiokafka), then wait for all acks."""
+        try:
+            futures = [
+                await self.producer.send(r.topic, r.value, key=r.key, headers=list(r.headers) or None)
+                for r in records
+            ]
+            for fut in futures:
+                await fut
+        except KafkaError as exc:
+            raise _feed_error(exc, f"producing {len(records)} record(s)") from exc
+
+    # -------------------------------------------------------- transactions
+    def _need_txn(self) -> None:
+        if self.transactional_id is None:
+            raise ConfigError("transactions need KafkaSink(transactional_id=...)")
+
+    async def begin(self) -> None:
+        self._need_txn()
+        try:
+            await self.producer.begin_transaction()
+        except KafkaError as exc:
+            raise _feed_error(exc, "beginning a transaction") from exc
+
+    async def send_offsets(self, offsets: Mapping[TopicPartition, int], group_id: str) -> None:
+        """Add the consumer group's offsets (next offset to read) to the open transaction."""
+        self._need_txn()
+        arg = {aiokafka.TopicPartition(*tp): off for tp, off in offsets.items()}
+        try:
+            await self.producer.send_offsets_to_transaction(arg, group_id)
+        except KafkaError as exc:
+            raise _feed_error(exc, "adding offsets to the transaction") from exc
+
+    async def commit(self) -> None:
+        self._need_txn()
+        try:
+            await self.producer.commit_transaction()
+        except KafkaError as exc:
+            raise _feed_error(exc, "committing the transaction") from exc
+
+    async def abort(self) -> None:
+        self._need_txn()
+        try:
+            await self.producer.abort_transaction()
+        except KafkaError as exc:
+            raise _feed_error(exc, "aborting the transaction") from exc
+
+
+async def create_topics(
+    connection: KafkaConnection | str,
+    names: Sequence[str],
+    partitions: int = 1,
+    *,
+    replication_factor: int = 1,
+    compacted: bool = False,
+    configs: Mapping[str, str] | None = None,
+    wait_s: float = 10.0,
+) -> None:
+    """Create ``names`` if missing (existing topics are left as they are).
+
+    ``compacted=True`` sets ``cleanup.policy=compact`` (the ``exec.agent-state`` topic).
+    Returns once every partition has a leader (at most ``wait_s`` seconds).
+    """
+    conn = _conn(connection)
+    cfg = {"cleanup.policy": "compact"} if compacted else {}
+    cfg.update(configs or {})
+    admin = AIOKafkaAdminClient(**conn.client_kwargs())
+    try:
+        await admin.start()
+        resp = await admin.create_topics(
+            [NewTopic(n, partitions, replication_factor, topic_configs=dict(cfg)) for n in names]
+        )
+        for err in resp.topic_errors:
+            name, code = err[0], err[1]
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise _feed_error(for_code(code)(), f"creating topic {name!r}")
+        await _wait_for_leaders(admin, list(names), wait_s)
+    except KafkaError as exc:
+        raise _feed_error(exc, f"creating topics {list(names)}") from exc
+    finally:
+        await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], wait_s: float) -> None:
+    """Poll metadata until every partition of ``names`` has a leader (producers then never retry)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        topics = await admin.describe_topics(names)
+        ready = all(
+            t["error_code"] == 0 and t["partitions"]
+            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
+            for t in topics
+        )
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise RetriableFeedError(f"topics {names} have no leader after {wait_s} s")
+        await asyncio.sleep(0.05)
