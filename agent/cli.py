@@ -137,7 +137,13 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    raise MpcAgentError("fit is not available yet")
+    from replay.fit import impact_from_files
+
+    result = impact_from_files(args.data, args.format, symbol=args.symbol, side=args.side,
+                               period_s=args.period_s, quantity=args.quantity,
+                               participation=args.participation)
+    _emit_json(result, args.out)
+    return 0
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

@@ -84,7 +84,8 @@ class BucketStats:
     """Per-bucket reductions of a batch (``m`` buckets, ``g`` sizes).
 
     ``curve`` is the equally weighted average cost curve of the bucket's
-    usable snapshots (NaN rows for empty buckets); ``volume`` the traded
+    usable snapshots (NaN rows for empty buckets); ``excluded`` counts rows
+    without a usable book (walked side empty or no mid); ``volume`` the traded
     shares (action T); ``covered_s`` the session seconds observed;
     ``sq_returns`` / ``n_returns`` the squared previous-tick mid returns on
     the ``sample_s`` grid.
@@ -92,6 +93,7 @@ class BucketStats:
 
     sizes: FloatArray
     snapshots: IntArray
+    excluded: IntArray
     curve: FloatArray
     extrapolated_fraction: FloatArray
     mid: FloatArray
@@ -150,7 +152,8 @@ def bucket_stats(book: BookLike, bucket_of: Callable[[IntArray], IntArray], n_bu
     good = fresh[1:] & fresh[:-1]
     r = np.diff(value)[good]
     ir = index(grid[1:][good])
-    return BucketStats(sizes=sizes, snapshots=snaps.astype(np.int64), curve=curve,
+    excluded = count(index(ts[~curves.valid])).astype(np.int64)
+    return BucketStats(sizes=sizes, snapshots=snaps.astype(np.int64), excluded=excluded, curve=curve,
                        extrapolated_fraction=ext_frac, mid=mid, volume=volume, covered_s=covered,
                        sq_returns=count(ir, r * r), n_returns=count(ir).astype(np.int64),
                        sample_s=float(sample_s))
