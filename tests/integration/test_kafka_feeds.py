@@ -11,7 +11,8 @@ from agent.errors import FeedError, ValidationError
 from feeds.codec import SCHEMAS, decode, encode
 from feeds.kafka import KafkaConnection, KafkaSink, KafkaSource, create_topics, send_to_dlq
 from feeds.ports import OutRecord, Record, next_offsets
-from tests.integration.kafka_helpers import consume, sample_messages
+from tests.integration.kafka_helpers import consume
+from tests.unit.feeds.wire_samples import sample_messages
 
 pytestmark = pytest.mark.kafka
 
