@@ -330,7 +330,10 @@ class ExecutionEngine:
         if plan.fallback:
             self.counters[f"fallback:{plan.fallback}"] += 1
         planned = float(plan.schedule[0]) if len(plan.schedule) else 0.0
-        qty = st.rounder.round(risk.clamp_child_quantity(planned, remaining, float(cap[0]), self.settings.risk), remaining)
+        clamped = risk.clamp_child_quantity(planned, remaining, float(cap[0]), self.settings.risk)
+        qty = st.rounder.round(clamped, remaining)
+        if qty > clamped + 1e-9:  # rounding up (carry) must not break the cap: whole lots below it
+            qty = float(p.lot_size * np.floor(clamped / p.lot_size + 1e-9))
         side_px, side_sz = (batch.ask_px[i], batch.ask_sz[i]) if p.side == "buy" else (batch.bid_px[i], batch.bid_sz[i])
         limit = risk.child_limit_price(p.side, side_px, side_sz, qty, self.settings.risk, p.limit_price)
         record = DecisionRecord(p.parent_id, k, ts, remaining, planned, qty, float(cap[0]),
