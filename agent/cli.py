@@ -151,7 +151,37 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    raise MpcAgentError("replay is not available yet")
+    from feeds.readers import read_book
+    from replay.report import render_table, write_outputs
+    from replay.runner import ReplaySpec, replay
+    from replay.session import SAMPLE, resolve_window, split_days
+    from replay.simulator import SimulatorSettings
+
+    paths = args.data or [str(SAMPLE)]
+    data = read_book(paths, args.format, symbol=args.symbol)
+    if len(data.batch) == 0:
+        raise MpcAgentError(f"no valid rows for symbol {args.symbol!r} in {', '.join(map(str, paths))}"
+                            if args.symbol else f"no valid rows in {', '.join(map(str, paths))}")
+    symbol = args.symbol or data.batch.symbols()[0]
+    book = data.batch if args.symbol else data.batch.for_symbol(symbol)
+    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    try:
+        days = split_days(book, args.tz)
+        start, end, s0, s1 = resolve_window(days, args.start, args.end)
+        sim = SimulatorSettings(**({"latency_ms": args.latency_ms} if args.latency_ms is not None else {}))
+        spec = ReplaySpec(symbol, args.side, args.quantity, start, end, args.period_s,
+                          max_participation=args.max_participation,
+                          risk_aversion=args.risk_aversion or 0.0, strategies=strategies, simulator=sim)
+        result = replay(days.book, spec, starts=args.starts, session=(s0, s1), history=days.history,
+                        progress=not args.no_progress)
+    except ValueError as exc:
+        raise MpcAgentError(str(exc)) from exc
+    summary = write_outputs(result, args.out)
+    if data.rejected:
+        log.warning("rejected rows: %s", data.rejected)
+    print(render_table(summary))
+    print(f"wrote {Path(args.out) / 'summary.json'} and {Path(args.out) / 'report.html'}")
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

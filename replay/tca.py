@@ -1,0 +1,215 @@
+"""Transaction-cost analysis of one strategy run (and paired comparisons across windows).
+
+Conventions: ``s = +1`` for a buy, ``-1`` for a sell; positive costs lose money.
+``Q`` parent quantity, fills ``(q_i, p_i)``, ``F = sum q_i``, arrival mid
+``m_0`` (first tradable book at or after the start), end mid ``m_T`` (last
+tradable book before the end).
+
+- Implementation shortfall vs arrival, with the unfilled rest priced at the
+  end mid (never hidden)::
+
+      IS$ = s (sum q_i p_i - F m_0) + s (Q - F)(m_T - m_0) + fees
+      ISbps = 1e4 IS$ / (Q m_0)
+
+- Split with ``m_i``, ``b_i`` the mid and the touch (best ask for a buy, best
+  bid for a sell) of the snapshot each fill matched::
+
+      spread = s sum q_i (b_i - m_i)          half-spread paid
+      impact = s sum q_i (p_i - b_i)          beyond the touch + own depletion
+      timing = s sum q_i (m_i - m_0) + s (Q - F)(m_T - m_0)   drift while waiting
+
+  so ``IS$ = spread + impact + timing + fees``.
+- vs interval VWAP (market trades in ``[start, end)``) on the filled part:
+  ``1e4 s (pbar - VWAP) / VWAP`` with ``pbar`` our average price.
+- Realised participation per period: our filled shares / market traded
+  shares in that period (periods without market trades are not in the max;
+  fills in such periods are counted in ``periods_without_market_volume``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agent.model import FloatArray, IntArray, sign
+from feeds.book import BookBatch
+from replay.runner import StrategyRun
+
+CONTRACT_FIELDS: tuple[str, ...] = (
+    "filled_quantity", "average_price", "shortfall_bps", "shortfall_dollars", "child_orders",
+    "max_participation", "solve_us_p50", "solve_us_p99", "fallbacks",
+)
+
+
+@dataclass(frozen=True)
+class Market:
+    """Per-row arrays of one symbol's day used by the TCA (built once per book)."""
+
+    ts: IntArray
+    mid: FloatArray
+    bid: FloatArray
+    ask: FloatArray
+    tradable: np.ndarray
+    trade_ts: IntArray
+    trade_px: FloatArray
+    trade_sz: FloatArray
+
+    @classmethod
+    def from_book(cls, book: BookBatch) -> Market:
+        bid, ask = book.bid_px[:, 0], book.ask_px[:, 0]
+        ok = (book.bid_sz[:, 0] > 0) & (book.ask_sz[:, 0] > 0) & (bid < ask)
+        t = book.action == "T"
+        return cls(book.ts_event, 0.5 * (bid + ask), bid, ask, ok, book.ts_event[t],
+                   book.price[t], book.size[t])
+
+    def mid_at_or_after(self, ts_ns: int) -> float:
+        """Mid of the first tradable row at or after ``ts_ns`` (else the last tradable before)."""
+        i = int(np.searchsorted(self.ts, ts_ns, side="left"))
+        after = np.flatnonzero(self.tradable[i:])
+        if after.size:
+            return float(self.mid[i + after[0]])
+        return self.mid_before(ts_ns)
+
+    def mid_before(self, ts_ns: int) -> float:
+        """Mid of the last tradable row strictly before ``ts_ns`` (NaN when none)."""
+        i = int(np.searchsorted(self.ts, ts_ns, side="left"))
+        before = np.flatnonzero(self.tradable[:i])
+        return float(self.mid[before[-1]]) if before.size else float("nan")
+
+    def interval_vwap(self, start_ns: int, end_ns: int) -> tuple[float | None, float]:
+        """(VWAP, volume) of market trades in ``[start, end)``; VWAP None without trades."""
+        a, b = np.searchsorted(self.trade_ts, [start_ns, end_ns], side="left")
+        vol = float(self.trade_sz[a:b].sum())
+        if vol <= 0:
+            return None, 0.0
+        return float(self.trade_px[a:b] @ self.trade_sz[a:b] / vol), vol
+
+    def volume_per_period(self, start_ns: int, period_ns: int, n: int) -> FloatArray:
+        a, b = np.searchsorted(self.trade_ts, [start_ns, start_ns + n * period_ns], side="left")
+        k = (self.trade_ts[a:b] - start_ns) // period_ns
+        return np.bincount(k, weights=self.trade_sz[a:b], minlength=n)[:n].astype(np.float64)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def analyse(run: StrategyRun, market: Market) -> dict[str, Any]:
+    """TCA of one run: the contract fields of DESIGN.md section 6 plus components (module docstring)."""
+    p = run.parent
+    s = sign(p.side)
+    q = np.array([f.quantity for f in run.fills], np.float64)
+    px = np.array([f.price for f in run.fills], np.float64)
+    fts = np.array([f.ts_event for f in run.fills], np.int64)
+    filled = float(q.sum())
+    m0 = market.mid_at_or_after(p.start_ns)
+    mt = market.mid_before(p.end_ns)
+    unfilled = max(0.0, p.quantity - filled)
+    rows = np.searchsorted(market.ts, fts, side="left")
+    touch = (market.ask if p.side == "buy" else market.bid)[rows] if len(rows) else np.zeros(0)
+    mid_f = market.mid[rows] if len(rows) else np.zeros(0)
+    mid_f = np.where(np.isfinite(mid_f), mid_f, touch)
+    spread = s * float(q @ (touch - mid_f))
+    impact = s * float(q @ (px - touch))
+    unfilled_cost = s * unfilled * (mt - m0)
+    timing = s * float(q @ (mid_f - m0)) + unfilled_cost
+    fees = run.fees_dollars
+    total = s * float(q @ px - filled * m0) + unfilled_cost + fees
+    scale = 1e4 / (p.quantity * m0)
+    avg = float(q @ px / filled) if filled > 0 else None
+    vwap, mkt_vol = market.interval_vwap(p.start_ns, p.end_ns)
+    vs_vwap = 1e4 * s * (avg - vwap) / vwap if (avg is not None and vwap) else None
+    ours = np.bincount(((fts - p.start_ns) // p.period_ns).clip(0, p.n_periods - 1),
+                       weights=q, minlength=p.n_periods) if filled > 0 else np.zeros(p.n_periods)
+    theirs = market.volume_per_period(p.start_ns, p.period_ns, p.n_periods)
+    has = theirs > 0
+    part = ours[has] / theirs[has]
+    solve = [d.plan.solver.solve_us for d in run.decisions
+             if d.plan is not None and d.plan.solver.status != "schedule"]
+    fallbacks = sum(1 for d in run.decisions if d.plan is not None and d.plan.fallback)
+    skipped = sum(1 for d in run.decisions if d.skipped)
+    return {
+        "filled_quantity": filled,
+        "average_price": avg,
+        "shortfall_bps": total * scale,
+        "shortfall_dollars": total,
+        "child_orders": len(run.children),
+        "max_participation": float(part.max()) if part.size else 0.0,
+        "solve_us_p50": _pct(solve, 50),
+        "solve_us_p99": _pct(solve, 99),
+        "fallbacks": fallbacks,
+        "unfilled_quantity": unfilled,
+        "fill_rate": filled / p.quantity,
+        "vwap_shortfall_bps": vs_vwap,
+        "interval_vwap": vwap,
+        "market_volume": mkt_vol,
+        "arrival_mid": m0,
+        "end_mid": mt,
+        "components_dollars": {"spread": spread, "impact": impact, "timing": timing, "fees": fees},
+        "components_bps": {"spread": spread * scale, "impact": impact * scale,
+                           "timing": timing * scale, "fees": fees * scale},
+        "periods_without_market_volume": int(((ours > 0) & ~has).sum()),
+        "skipped_decisions": skipped,
+        "solves": len(solve),
+    }
+
+
+def aggregate(per_run: list[dict[str, Any]]) -> dict[str, Any]:
+    """Combine one strategy's TCA over several windows.
+
+    Means of costs, quantities and prices over windows; ``max_participation``
+    the max; ``child_orders`` and ``fallbacks`` totals; solve percentiles are
+    taken over the windows' percentiles (p50: median of p50s, p99: max of p99s).
+    """
+    if len(per_run) == 1:
+        return dict(per_run[0])
+
+    def mean(key: str) -> float | None:
+        v = [r[key] for r in per_run if r[key] is not None]
+        return float(np.mean(v)) if v else None
+
+    p50 = [r["solve_us_p50"] for r in per_run if r["solve_us_p50"] is not None]
+    p99 = [r["solve_us_p99"] for r in per_run if r["solve_us_p99"] is not None]
+    out: dict[str, Any] = {
+        "filled_quantity": mean("filled_quantity"),
+        "average_price": mean("average_price"),
+        "shortfall_bps": mean("shortfall_bps"),
+        "shortfall_dollars": mean("shortfall_dollars"),
+        "child_orders": int(sum(r["child_orders"] for r in per_run)),
+        "max_participation": float(max(r["max_participation"] for r in per_run)),
+        "solve_us_p50": float(np.median(p50)) if p50 else None,
+        "solve_us_p99": float(max(p99)) if p99 else None,
+        "fallbacks": int(sum(r["fallbacks"] for r in per_run)),
+        "unfilled_quantity": mean("unfilled_quantity"),
+        "fill_rate": mean("fill_rate"),
+        "vwap_shortfall_bps": mean("vwap_shortfall_bps"),
+        "shortfall_bps_median": float(np.median([r["shortfall_bps"] for r in per_run])),
+        "components_bps": {k: float(np.mean([r["components_bps"][k] for r in per_run]))
+                           for k in ("spread", "impact", "timing", "fees")},
+        "windows": len(per_run),
+    }
+    return out
+
+
+def paired_comparison(a: list[float], b: list[float], *, seed: int = 20250403,
+                      resamples: int = 10_000) -> dict[str, Any]:
+    """Paired differences ``d_i = a_i - b_i`` (bps): mean, median, bootstrap 95% interval of the mean.
+
+    The interval is the 2.5/97.5 percentiles of the mean over ``resamples``
+    resamples of the windows with replacement (seeded, so reproducible);
+    None with fewer than two windows. ``a_better`` counts windows with d < 0.
+    """
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    n = len(d)
+    if n == 0:
+        return {"n": 0, "mean_bps": None, "median_bps": None, "ci95_bps": None, "a_better": 0}
+    ci: list[float] | None = None
+    if n >= 2:
+        rng = np.random.default_rng(seed)
+        means = d[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+        lo, hi = np.percentile(means, [2.5, 97.5])
+        ci = [float(lo), float(hi)]
+    return {"n": n, "mean_bps": float(d.mean()), "median_bps": float(np.median(d)),
+            "ci95_bps": ci, "a_better": int((d < 0).sum())}

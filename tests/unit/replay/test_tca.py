@@ -1,0 +1,135 @@
+"""TCA: shortfall and its split on hand-made fills, paired bootstrap, summary contract, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.cli import main
+from agent.model import NS_PER_S, Fill, ParentOrder
+from feeds.book import BookBatch
+from feeds.parquet import write_parquet
+from replay.runner import StrategyRun
+from replay.tca import CONTRACT_FIELDS, Market, analyse, paired_comparison
+from tests.unit.agent.books import T0, ladder_book
+
+MIN = 60 * NS_PER_S
+SUMMARY_KEYS = {"symbol", "side", "quantity", "start", "end", "period_s", "arrival_mid", "strategies", "runs"}
+
+
+def _market() -> tuple[BookBatch, Market]:
+    # mid 50.00 for the first 2 minutes, 50.10 after; half-spread 1 tick; a trade every 10 s
+    ts = T0 + np.arange(0, 240) * NS_PER_S
+    mid = np.where(ts < T0 + 2 * MIN, 50.0, 50.10)
+    book = ladder_book(ts, mid=mid, trade_every=10, trade_size=100.0)
+    return book, Market.from_book(book)
+
+
+def _run(side: str, fills: list[tuple[float, float, int]], q: float = 1000.0, fees: float = 0.0) -> StrategyRun:
+    p = ParentOrder("P", "TEST", side, q, T0, T0 + 3 * MIN, 60.0)  # type: ignore[arg-type]
+    fs = [Fill(f"P:{i}:f0", f"P:{i}", "P", qty, px, T0 + t * NS_PER_S) for i, (qty, px, t) in enumerate(fills)]
+    return StrategyRun("twap", p, [], fs, [], fees, {})
+
+
+def test_buy_shortfall_prices_unfilled_at_end_mid_and_splits_exactly() -> None:
+    _, m = _market()
+    # 400 @ 50.01 (touch, mid 50.00) at t=5 s; 400 @ 50.13 (touch 50.11, mid 50.10) at t=125 s
+    run = _run("buy", [(400.0, 50.01, 5), (400.0, 50.13, 125)], fees=2.0)
+    t = analyse(run, m)
+    arrival, end = 50.0, 50.10
+    executed = 400 * (50.01 - arrival) + 400 * (50.13 - arrival)
+    unfilled = 200 * (end - arrival)
+    total = executed + unfilled + 2.0
+    assert t["arrival_mid"] == pytest.approx(arrival) and t["end_mid"] == pytest.approx(end)
+    assert t["shortfall_dollars"] == pytest.approx(total)
+    assert t["shortfall_bps"] == pytest.approx(1e4 * total / (1000 * arrival))
+    c = t["components_dollars"]
+    assert c["spread"] == pytest.approx(800 * 0.01)
+    assert c["impact"] == pytest.approx(400 * 0.02)
+    assert c["timing"] == pytest.approx(400 * 0.10 + unfilled)
+    assert c["fees"] == 2.0
+    assert sum(c.values()) == pytest.approx(total)
+    assert t["unfilled_quantity"] == 200.0 and t["fill_rate"] == pytest.approx(0.8)
+    assert t["average_price"] == pytest.approx(50.07)
+
+
+def test_sell_shortfall_has_the_opposite_sign_convention() -> None:
+    _, m = _market()
+    run = _run("sell", [(1000.0, 49.99, 5)])
+    t = analyse(run, m)
+    assert t["shortfall_dollars"] == pytest.approx(1000 * 0.01)  # sold 1 cent below arrival: a cost
+    assert t["components_dollars"]["spread"] == pytest.approx(10.0)
+    assert t["unfilled_quantity"] == 0.0
+
+
+def test_vwap_shortfall_and_realised_participation_per_period() -> None:
+    book, m = _market()
+    run = _run("buy", [(300.0, 50.01, 5), (30.0, 50.11, 125)])
+    t = analyse(run, m)
+    trades = (book.action == "T") & (book.ts_event < T0 + 3 * MIN)
+    vwap = float(book.price[trades] @ book.size[trades] / book.size[trades].sum())
+    avg = (300 * 50.01 + 30 * 50.11) / 330
+    assert t["interval_vwap"] == pytest.approx(vwap)
+    assert t["vwap_shortfall_bps"] == pytest.approx(1e4 * (avg - vwap) / vwap)
+    # 6 trades of 100 per minute: 300 / 600 in period 0, 30 / 600 in period 2
+    assert t["max_participation"] == pytest.approx(0.5)
+
+
+def test_analyse_returns_every_contract_field() -> None:
+    _, m = _market()
+    t = analyse(_run("buy", []), m)
+    assert set(CONTRACT_FIELDS) <= set(t)
+    assert t["filled_quantity"] == 0.0 and t["average_price"] is None
+    assert t["solve_us_p50"] is None  # no optimisation solved
+
+
+def test_paired_comparison_mean_median_and_seeded_bootstrap_interval() -> None:
+    a = [10.0, 12.0, 9.0, 15.0, 11.0]
+    b = [11.0, 12.5, 10.0, 14.0, 13.0]
+    c = paired_comparison(a, b, seed=1)
+    d = np.subtract(a, b)
+    assert c["mean_bps"] == pytest.approx(d.mean()) and c["median_bps"] == pytest.approx(np.median(d))
+    lo, hi = c["ci95_bps"]
+    assert d.min() <= lo <= d.mean() <= hi <= d.max()
+    assert c == paired_comparison(a, b, seed=1)
+    assert c["a_better"] == 4 and c["n"] == 5
+    assert paired_comparison([1.0], [2.0])["ci95_bps"] is None
+
+
+def test_cli_replay_writes_summary_with_exactly_the_contract_keys(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(3)
+    ts = T0 + np.arange(0, 60 * 60 * 2) * (NS_PER_S // 2)
+    mid = np.round(40 + np.cumsum(rng.normal(0, 0.004, len(ts))), 2)
+    data = tmp_path / "day.parquet"
+    write_parquet([ladder_book(ts, mid=mid, trade_every=7, trade_size=60.0, symbol="ABC")], data)
+    out = tmp_path / "out"
+    rc = main(["replay", "--data", str(data), "--side", "sell", "--quantity", "3000", "--start", "9:40",
+               "--end", "10:00", "--starts", "3", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert set(s) >= SUMMARY_KEYS
+    assert s["symbol"] == "ABC" and s["side"] == "sell" and s["quantity"] == 3000.0
+    assert set(s["strategies"]) == {"mpc", "twap", "vwap", "pov", "ac", "open-loop"}
+    for strat in s["strategies"].values():
+        assert set(CONTRACT_FIELDS) <= set(strat)
+    assert len(s["runs"]) == 3
+    for run in s["runs"]:
+        assert {"start", "end", "arrival_mid", "strategies"} <= set(run)
+        for strat in run["strategies"].values():
+            assert set(CONTRACT_FIELDS) <= set(strat)
+    assert s["comparisons"]["mpc-twap"]["n"] == 3
+    assert (out / "report.html").exists() and (out / "costs.png").exists()
+    assert "mpc-twap" in capsys.readouterr().out
+
+
+def test_cli_replay_rejects_a_window_outside_the_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "day.parquet"
+    write_parquet([ladder_book(T0 + np.arange(600) * NS_PER_S, trade_every=5)], data)
+    rc = main(["replay", "--data", str(data), "--side", "buy", "--quantity", "100", "--start", "15:00",
+               "--end", "15:30", "--out", str(tmp_path / "o"), "--no-progress"])
+    assert rc == 2
+    assert "does not overlap" in capsys.readouterr().err
