@@ -145,6 +145,49 @@ class CostCurves:
             return np.asarray(1e4 * self.cost / (self.sizes[None, :] * self.mid[:, None]))
 
 
+_BLOCK = 8192  # rows per block: the (g, block) temporaries stay in cache
+
+
+def _walk_block(px: FloatArray, sz: FloatArray, mid: FloatArray, top: npt.NDArray[np.bool_],
+                x: FloatArray, side: Side, pen: float, cost_out: FloatArray,
+                ext_out: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Cost curves of one block of rows into ``cost_out``/``ext_out`` (g, m); return the valid mask."""
+    s = 1.0 if side == "buy" else -1.0
+    n, levels = px.shape
+    with np.errstate(invalid="ignore"):
+        usable = (sz > 0) & np.isfinite(px)
+    avail = np.where(usable, sz, 0.0)
+    pxc = np.where(usable, px, 0.0)
+    worst = (np.where(usable, px, -np.inf).max(axis=1) if side == "buy"
+             else np.where(usable, px, np.inf).min(axis=1))
+    valid = top & usable.any(axis=1)
+    # columns 0..L: depth/notional *before* level k, and the price paid inside level k
+    depth0 = np.zeros((n, levels + 1))
+    notional0 = np.zeros((n, levels + 1))
+    np.cumsum(avail, axis=1, out=depth0[:, 1:])
+    np.cumsum(avail * pxc, axis=1, out=notional0[:, 1:])
+    pk = np.empty((n, levels + 1))
+    pk[:, :levels] = pxc
+    pk[:, levels] = np.where(valid, worst + s * pen, 0.0)
+    # C(x) = a_k + b_k x with a_k = s (N_{k-1} - p_k D_{k-1}), b_k = s (p_k - m)
+    coef_a = s * (notional0 - pk * depth0)
+    coef_b = s * (pk - np.where(valid, mid, 0.0)[:, None])
+    # k in (g, n) layout: each level is one contiguous compare per size
+    depth_t = np.ascontiguousarray(depth0[:, 1:].T)
+    k = np.zeros((x.size, n), dtype=np.int8 if levels < 127 else np.intp)
+    for j in range(levels):
+        k += x[:, None] > depth_t[j][None, :]
+    flat = k.astype(np.intp)
+    flat += (np.arange(n, dtype=np.intp) * (levels + 1))[None, :]
+    np.take(coef_b.ravel(), flat, out=cost_out)
+    cost_out *= x[:, None]
+    cost_out += np.take(coef_a.ravel(), flat)
+    cost_out[:, ~valid] = np.nan
+    np.equal(k, levels, out=ext_out)
+    ext_out &= valid[None, :]
+    return valid
+
+
 def cost_curves(
     bid_px: FloatArray,
     bid_sz: FloatArray,
@@ -186,39 +229,21 @@ def cost_curves(
     if side not in ("buy", "sell"):
         raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
     pen = penalty_ticks * tick if penalty_per_share is None else float(penalty_per_share)
-    s = 1.0 if side == "buy" else -1.0
     px, sz = (ask_px, ask_sz) if side == "buy" else (bid_px, bid_sz)
-    n, levels = px.shape
+    n = px.shape[0]
     with np.errstate(invalid="ignore"):
         top = (bid_sz[:, 0] > 0) & np.isfinite(bid_px[:, 0]) & (ask_sz[:, 0] > 0) & np.isfinite(ask_px[:, 0])
         mid = np.where(top, 0.5 * (bid_px[:, 0] + ask_px[:, 0]), np.nan)
-        usable = (sz > 0) & np.isfinite(px)
-    avail = np.where(usable, sz, 0.0)
-    pxc = np.where(usable, px, 0.0)
-    worst = (np.where(usable, px, -np.inf).max(axis=1) if side == "buy"
-             else np.where(usable, px, np.inf).min(axis=1))
-    valid = top & usable.any(axis=1)
-    # columns 0..L: depth/notional *before* level k, and the price paid inside level k
-    depth0 = np.zeros((n, levels + 1))
-    notional0 = np.zeros((n, levels + 1))
-    np.cumsum(avail, axis=1, out=depth0[:, 1:])
-    np.cumsum(avail * pxc, axis=1, out=notional0[:, 1:])
-    pk = np.empty((n, levels + 1))
-    pk[:, :levels] = pxc
-    pk[:, levels] = np.where(valid, worst + s * pen, 0.0)
-    # C(x) = a_k + b_k x with a_k = s (N_{k-1} - p_k D_{k-1}), b_k = s (p_k - m)
-    a = s * (notional0 - pk * depth0)
-    b = s * (pk - np.where(valid, mid, 0.0)[:, None])
-    # k and the gathers run in (g, n) layout: each level is one contiguous compare per size
-    depth_t = np.ascontiguousarray(depth0[:, 1:].T)
-    k = np.zeros((x.size, n), dtype=np.int8 if levels < 127 else np.intp)
-    for j in range(levels):
-        k += x[:, None] > depth_t[j][None, :]
-    k_t = k.T
-    flat = k.astype(np.intp) + (np.arange(n, dtype=np.intp) * (levels + 1))[None, :]
-    cost = (np.take(a.ravel(), flat) + np.take(b.ravel(), flat) * x[:, None]).T
-    cost[~valid] = np.nan
-    extrapolated = (k_t == levels) & valid[:, None]
+    # (g, n) layout, filled in cache-sized blocks of rows; returned as (n, g) views
+    cost_t = np.empty((x.size, n))
+    ext_t = np.empty((x.size, n), dtype=bool)
+    valid = np.empty(n, dtype=bool)
+    for a in range(0, n, _BLOCK):
+        b = min(n, a + _BLOCK)
+        valid[a:b] = _walk_block(px[a:b], sz[a:b], mid[a:b], top[a:b], x, side, pen,
+                                 cost_t[:, a:b], ext_t[:, a:b])
+    cost = cost_t.T
+    extrapolated = ext_t.T
     return CostCurves(cost=cost, mid=mid, sizes=x, extrapolated=extrapolated, valid=valid)
 
 

@@ -129,6 +129,17 @@ def test_cost_curves_inside_the_book_equal_the_simulator_level_walk(side: str) -
         np.testing.assert_allclose(c.cost[inside, j], expected[inside], rtol=1e-10, atol=1e-8)
 
 
+def test_cost_curves_spanning_several_row_blocks_equal_the_level_walk() -> None:
+    b = random_book(20_000, seed=9)  # more rows than one internal block
+    sizes = np.array([500.0, 3000.0])
+    c = curves_from_book(b, sizes, side="buy")
+    for j, x in enumerate(sizes):
+        filled, notional = walk_levels(b.ask_px, b.ask_sz, x)
+        inside = ~c.extrapolated[:, j]
+        np.testing.assert_array_equal(inside, filled >= x - 1e-9)
+        np.testing.assert_allclose(c.cost[inside, j], (notional - c.mid * x)[inside], rtol=1e-10, atol=1e-8)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from(["buy", "sell"]))
 def test_cost_curves_are_zero_at_zero_nondecreasing_and_convex(seed: int, side: str) -> None:
