@@ -195,7 +195,8 @@ class RecedingHorizonQP:
         x_s = res.x[: self.n_slots] if res.x is not None else None
         if status not in _OK or x_s is None or not np.all(np.isfinite(x_s)):
             reason = status.replace(" ", "_") if status not in _OK else "non_finite_solution"
-            return self._fallback(reason, r_tot, b, g, u, w, t0, exact_ok=True)
+            return self._fallback(reason, r_tot, b, g, u, w, t0, exact_ok=True,
+                                  iterations=int(res.info.iter))
         if int(res.info.status_polish) != 1:
             self.polish_failures += 1
             exact = self._refine(agg, x_s, r_tot, shortfall, unit, c, w)
@@ -276,7 +277,7 @@ class RecedingHorizonQP:
 
     # ------------------------------------------------------------ fallbacks
     def _fallback(self, reason: str, r_tot: float, b: FloatArray, g: FloatArray, u: FloatArray,
-                  w: float, t0: float, *, exact_ok: bool) -> Plan:
+                  w: float, t0: float, *, exact_ok: bool, iterations: int = 0) -> Plan:
         self.fallbacks[reason] += 1
         n = b.size
         r_eff = r_tot if math.isfinite(r_tot) else 0.0
@@ -290,7 +291,7 @@ class RecedingHorizonQP:
                 name = "exact"
             except ValueError:
                 sched = None
-        if sched is None and self._prev is not None and self._prev.schedule.size >= n + 1:
+        if sched is None and self._prev is not None and self._prev.schedule.size >= n:
             base = self._prev.schedule[self._prev.schedule.size - n:]
             if base.sum() > 0:
                 cand = np.minimum(base * ((r_eff - shortfall) / base.sum()), caps)
@@ -302,7 +303,7 @@ class RecedingHorizonQP:
         self._prev = _Previous(sched)
         ok = bool(np.all(np.isfinite(b)) and np.all(np.isfinite(g)))
         obj = model_cost(sched, b, g, remaining=r_eff, risk_aversion=w, sigma=1.0) if ok else math.nan
-        return Plan(sched, obj, shortfall, SolverInfo(name, reason, 0, _us(t0)), reason)
+        return Plan(sched, obj, shortfall, SolverInfo(name, reason, iterations, _us(t0)), reason)
 
 
 def _us(t0: float) -> float:
