@@ -29,11 +29,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
 from agent.engine import DecisionRecord, EngineSettings, ExecutionEngine, PolicyFactory
-from agent.model import NS_PER_S, ChildOrder, Fill, ParentOrder, Side
+from agent.model import NS_PER_S, BookLike, ChildOrder, Fill, ParentOrder, Side
 from feeds.book import BookBatch
 from replay.simulator import FillSimulator, SimulatorSettings
 from replay.strategies import STRATEGIES, VolumeCurve, policy_factory
@@ -143,7 +144,7 @@ def run_strategy(
     fills: list[Fill] = []
     pid = parent.parent_id
     for a, b in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
-        for child in engine.on_book(book[a:b], symbol=parent.symbol):
+        for child in engine.on_book(cast(BookLike, book[a:b]), symbol=parent.symbol):
             children.append(child)
             for f in simulator.execute(child, child.ts_event):
                 if engine.on_fill(f):
@@ -195,7 +196,7 @@ def _intraday_profile(history: Sequence[BookBatch]) -> object | None:
         return None
     from agent.volume import IntradayProfile
 
-    return IntradayProfile.learn(list(history))
+    return IntradayProfile.learn([cast(BookLike, h) for h in history])
 
 
 def replay(
@@ -227,7 +228,7 @@ def replay(
     curve, n_hist = _volume_curve(book, history)
     profile = _intraday_profile(history)
     factories = {name: policy_factory(name, volume_curve=curve) for name in spec.strategies}
-    sim = FillSimulator(book, spec.simulator)
+    sim = FillSimulator(cast(BookLike, book), spec.simulator)
     windows: list[WindowRun] = []
     events = 0
     from tqdm import tqdm
