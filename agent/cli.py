@@ -97,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", default=None, metavar="PATH")
     p.add_argument("--speed", type=float, default=None, help="file feed pace (0 = as fast as possible)")
     p.add_argument("--print-config", action="store_true")
+    p.add_argument("--format", default=None, choices=FORMATS)
+    p.add_argument("--symbol", default=None)
+    p.add_argument("--sink", choices=("jsonl", "kafka"), default=None, help="file feed: where child orders go")
+    p.add_argument("--out", default=None, metavar="FILE.jsonl", help="file feed: child orders JSONL path")
+    p.add_argument("--parent-order", default=None, metavar="FILE.json")
+    p.add_argument("--side", default=None, choices=("buy", "sell"))
+    p.add_argument("--quantity", type=float, default=None)
+    p.add_argument("--start", default=None, help="HH:MM (parent.tz), ISO-8601 or ns")
+    p.add_argument("--end", default=None)
+    p.add_argument("--period-s", type=float, default=None)
+    p.add_argument("--bootstrap-servers", default=None)
+    p.add_argument("--metrics-port", type=int, default=None)
     p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser("publish", help="put a data file or a parent order on Kafka")
@@ -105,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=0.0)
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--parent-order", default=None, metavar="FILE.json")
+    p.add_argument("--config", default=None, metavar="FILE.toml")
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--symbol", default=None)
     p.set_defaults(handler=_cmd_publish)
     return parser
 
@@ -185,11 +200,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    raise MpcAgentError("run is not available yet")
+    from agent.runtime import run_command
+
+    return run_command(args)
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    raise MpcAgentError("publish is not available yet")
+    from agent.runtime import publish_command
+
+    return publish_command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from typing import Self
 import numpy as np
 
 from feeds.book import BookBatch
-from feeds.ports import AsyncComponent
+from feeds.ports import AsyncComponent, OutRecord, Sink
 
 MAX_SLEEP_S = 0.25
 
@@ -104,3 +104,30 @@ class FileFeed(AsyncComponent):
         chunk = self.book[self.pos:end]
         self.pos = end
         return chunk
+
+
+def encode_rows(batch: BookBatch, topic: str, *, first_sequence: int | None = None) -> list[OutRecord]:
+    """``mbp10.v1`` records of every row (key = symbol); rows the wire schema refuses are skipped."""
+    from agent.errors import DataError
+    from feeds import codec
+
+    out: list[OutRecord] = []
+    for i in range(len(batch)):
+        seq = None if first_sequence is None else first_sequence + i
+        try:
+            msg = codec.batch_row_to_mbp10(batch, i, sequence=seq)
+        except DataError:
+            continue
+        out.append(OutRecord(topic, codec.encode(msg), key=str(batch.symbol[i]).encode()))
+    return out
+
+
+async def publish_feed(feed: FileFeed, sink: Sink, topic: str) -> int:
+    """Put every paced chunk of ``feed`` on ``topic`` (waiting for acks per chunk); returns rows sent."""
+    sent = 0
+    async for chunk in feed:
+        records = encode_rows(chunk, topic, first_sequence=feed.pos - len(chunk))
+        if records:
+            await sink.send_many(records)
+        sent += len(records)
+    return sent

@@ -88,7 +88,6 @@ def test_every_field_has_a_default() -> None:
 
 
 def test_engine_settings_maps_sections_onto_core_dataclasses(tmp_path: Path) -> None:
-    pytest.importorskip("agent.engine", reason="agent.mpc/agent.volume not merged yet")
     cfg = load_config(_toml(tmp_path, "[engine]\nmax_participation_frac = 0.05\ntick_usd = 0.05\n"
                                       "[risk]\nmax_snapshot_age_ms = 250\nmax_child_shares = 1000\n"))
     es = cfg.engine_settings()

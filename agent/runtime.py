@@ -1,0 +1,228 @@
+"""Wiring of ``mpc-agent run`` and ``mpc-agent publish``: config -> components -> asyncio.
+
+Part of the service shell (with :mod:`agent.service`): the CLI builds the
+:class:`agent.config.AgentConfig` once and hands it here.
+
+- ``run --feed kafka``: ``KafkaSource`` on md / parent orders / fills,
+  idempotent ``KafkaSink`` for child orders, wall clock for snapshot age
+  (``service.clock = "event"`` for replayed data published into Kafka).
+- ``run --feed file``: the data file paced by :class:`feeds.file_feed.FileFeed`
+  through the same service, child orders to a JSONL file (or Kafka), fills
+  from :class:`replay.fill_responder.SimulatedVenue` in process; the replay
+  clock of the feed is the snapshot-age clock (none at speed 0).
+- ``publish``: a data file (paced) and/or a parent order onto Kafka.
+
+Parent order times (``[parent] start/end``) accept ISO-8601, integer ns, or
+``HH:MM`` in ``parent.tz`` on the data's trading day (today without data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prometheus_client import CollectorRegistry
+
+from agent.config import AgentConfig, ParentSection, load_config
+from agent.errors import ConfigError, DataError
+from agent.model import ParentOrder
+
+log = logging.getLogger("agent.runtime")
+
+
+# ------------------------------------------------------------- parent order
+def parse_time_ns(text: str, tz: str, day: dt.date) -> int:
+    """ISO-8601, integer ns, or ``HH:MM[:SS]`` in ``tz`` on ``day`` -> ns since the epoch (UTC)."""
+    from feeds.messages import parse_iso_ns
+
+    s = text.strip()
+    if s.isdigit():
+        return int(s)
+    if len(s) <= 8 and ":" in s:
+        parts = [int(x) for x in s.split(":")] + [0, 0]
+        t = dt.time(parts[0], parts[1], parts[2])
+        local = dt.datetime.combine(day, t, tzinfo=ZoneInfo(tz))
+        return int(local.timestamp()) * 1_000_000_000
+    try:
+        return parse_iso_ns(s)
+    except Exception as exc:
+        raise ConfigError(f"cannot parse time {text!r}: use ISO-8601, integer ns or HH:MM") from exc
+
+
+def parent_from_config(p: ParentSection, *, first_ts_ns: int | None, default_symbol: str | None) -> ParentOrder | None:
+    """The parent order of ``[parent]`` (a JSON file or the inline fields); None when not configured."""
+    from feeds import codec
+
+    if p.json_path:
+        raw = json.loads(Path(p.json_path).read_text())
+        raw.setdefault("schema", "parent_order.v1")
+        try:
+            msg = codec.decode(json.dumps(raw).encode(), expected={"parent_order.v1"})
+            return codec.parent_to_model(msg, lot_size=p.lot_shares)  # type: ignore[arg-type]
+        except DataError as exc:
+            raise ConfigError(f"parent order file {p.json_path}: {exc}") from None
+    if p.quantity_shares <= 0:
+        return None
+    symbol = p.symbol or default_symbol
+    if not symbol or not p.start or not p.end:
+        raise ConfigError("a parent order from flags/config needs symbol (or data), start and end")
+    tz = ZoneInfo(p.tz)
+    day = (dt.datetime.fromtimestamp(first_ts_ns / 1e9, tz) if first_ts_ns else dt.datetime.now(tz)).date()
+    try:
+        return ParentOrder(
+            p.parent_id, symbol, p.side, p.quantity_shares, parse_time_ns(p.start, p.tz, day),
+            parse_time_ns(p.end, p.tz, day), period_s=p.period_s, max_participation=p.max_participation_frac,
+            risk_aversion=p.risk_aversion, limit_price=p.limit_price_usd, lot_size=p.lot_shares,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"invalid parent order: {exc}") from None
+
+
+def kafka_connection(cfg: AgentConfig) -> Any:
+    from feeds.kafka import KafkaConnection
+
+    k = cfg.kafka
+    return KafkaConnection(
+        bootstrap_servers=k.bootstrap_servers, security_protocol=k.security_protocol,
+        sasl_mechanism=k.sasl_mechanism, sasl_username=k.sasl_username, sasl_password=k.sasl_password,
+        ssl_cafile=k.ssl_cafile, client_id=k.client_id, max_message_bytes=k.max_message_bytes,
+        request_timeout_ms=k.request_timeout_ms,
+    )
+
+
+# ---------------------------------------------------------------------- run
+async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[str, Any]:
+    """Build and run the service until the file ends (file feed) or SIGTERM/SIGINT; return a summary."""
+    from agent.engine import ExecutionEngine
+    from agent.http import MetricsServer
+    from agent.metrics import AgentMetrics
+    from agent.service import AgentService
+    from feeds.file_feed import FileFeed
+    from feeds.jsonl import JsonlSink
+    from feeds.kafka import KafkaSink, KafkaSource, create_topics
+
+    metrics = AgentMetrics.create(CollectorRegistry(auto_describe=True))
+    engine = ExecutionEngine(cfg.engine_settings(), clock=time.time_ns)
+    engine.kill_switch = cfg.risk.kill_switch
+    t, ff = cfg.topics, cfg.file_feed
+    kw: dict[str, Any] = {}
+    first_ts: int | None = None
+    default_symbol: str | None = None
+    if cfg.service.feed == "file":
+        if not ff.data_paths:
+            raise ConfigError("--feed file needs data: --data PATH or [file_feed] data_paths")
+        from feeds.readers import read_book
+        from replay.fill_responder import SimulatedVenue
+        from replay.simulator import SimulatorSettings
+
+        book = read_book(list(ff.data_paths), ff.format, symbol=ff.symbol).batch
+        if not len(book):
+            raise ConfigError(f"no valid rows in {list(ff.data_paths)}")
+        first_ts, default_symbol = int(book.ts_event[0]), str(book.symbol[0])
+        feed = FileFeed(book, speed_x=ff.speed_x, batch_rows=ff.batch_rows)
+        kw["md_feed"] = feed
+        kw["clock"] = feed.clock if ff.speed_x > 0 else None
+        kw["venue"] = SimulatedVenue(book, SimulatorSettings(
+            latency_ms=ff.latency_ms, recovery_half_life_s=ff.recovery_half_life_s, fee_bps=ff.fee_bps))
+        if ff.sink == "jsonl":
+            paths = {t.child_orders: ff.jsonl_path}
+            if ff.fills_jsonl_path:
+                paths[t.fills] = ff.fills_jsonl_path
+            sink: Any = JsonlSink(paths, default_dir=Path(ff.jsonl_path).parent)
+        else:
+            sink = KafkaSink(kafka_connection(cfg))
+    else:
+        conn = kafka_connection(cfg)
+        try:
+            await create_topics(conn, [t.md, t.parent_orders, t.child_orders, t.fills, t.dlq])
+        except Exception as exc:  # the broker may forbid it: topics then come from the init job
+            log.warning("could not create topics: %s", exc)
+        kw["source"] = KafkaSource(conn, [t.md, t.parent_orders, t.fills], group_id=cfg.kafka.group_id)
+        kw["clock"] = time.time_ns if cfg.service.clock == "wall" else None
+        sink = KafkaSink(conn)
+    parent = parent_from_config(cfg.parent, first_ts_ns=first_ts, default_symbol=default_symbol)
+    service = AgentService(engine, sink=sink, metrics=metrics, topics=t, settings=cfg.service,
+                           max_message_bytes=cfg.kafka.max_message_bytes, **kw)
+    http = MetricsServer(metrics.registry, service.health, host=cfg.http.host, port=cfg.http.port)
+    t0 = time.perf_counter()
+    async with service:
+        if cfg.http.enabled:
+            await http.start()
+        try:
+            if install_signals:
+                service.install_signal_handlers()
+            if parent is not None:
+                await service.submit(parent)
+            await service.run(until_idle=cfg.service.feed == "file")
+        finally:
+            await http.stop()
+    summary = {pid: engine.summary(pid) for pid in engine.parents}
+    return {"feed": cfg.service.feed, "wall_s": round(time.perf_counter() - t0, 3),
+            "child_orders": service.children_sent, "parents": summary,
+            "snapshots": metrics.registry.get_sample_value("mpc_agent_snapshots_total")}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``mpc-agent run``: flags override env ``MPC_AGENT_*`` which overrides ``--config``."""
+    g = lambda name: getattr(args, name, None)  # noqa: E731
+    overrides = {
+        "service": {"feed": g("feed")},
+        "file_feed": {"data_paths": tuple(args.data) if g("data") else None, "speed_x": g("speed"),
+                      "sink": g("sink"), "jsonl_path": g("out"), "symbol": g("symbol")},
+        "parent": {"json_path": g("parent_order"), "side": g("side"), "quantity_shares": g("quantity"),
+                   "start": g("start"), "end": g("end"), "period_s": g("period_s"), "symbol": g("symbol")},
+        "kafka": {"bootstrap_servers": g("bootstrap_servers")},
+        "http": {"port": g("metrics_port")},
+    }
+    cfg = load_config(g("config"), overrides)
+    if g("print_config"):
+        print(json.dumps(cfg.masked(), indent=2))
+        return 0
+    print(json.dumps(asyncio.run(run_live(cfg)), indent=2, default=str))
+    return 0
+
+
+# ------------------------------------------------------------------ publish
+async def publish(cfg: AgentConfig, *, path: str | None, topic: str, speed_x: float,
+                  parent_json: str | None, fmt: str = "auto", symbol: str | None = None) -> dict[str, Any]:
+    """Publish a parent order file and/or a data file (paced) to Kafka; return counts."""
+    from feeds.file_feed import FileFeed, publish_feed
+    from feeds.kafka import KafkaSink
+    from feeds.readers import read_book
+
+    out: dict[str, Any] = {"topic": topic}
+    async with KafkaSink(kafka_connection(cfg)) as sink:
+        if parent_json:
+            from feeds import codec
+
+            p = parent_from_config(ParentSection(json_path=parent_json), first_ts_ns=None, default_symbol=None)
+            assert p is not None
+            await sink.send(cfg.topics.parent_orders, codec.encode(codec.parent_from_model(p)),
+                            key=p.parent_id.encode())
+            out["parent_order"] = p.parent_id
+        if path:
+            book = read_book([path], fmt, symbol=symbol).batch
+            t0 = time.perf_counter()
+            n = await publish_feed(FileFeed(book, speed_x=speed_x), sink, topic)
+            wall = time.perf_counter() - t0
+            out.update(rows=n, wall_s=round(wall, 3), rows_per_s=round(n / wall) if wall > 0 else None)
+    return out
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    """``mpc-agent publish [PATH] [--topic T] [--speed X] [--parent-order FILE.json]``."""
+    if not args.path and not args.parent_order:
+        raise ConfigError("publish needs a data file PATH and/or --parent-order FILE.json")
+    cfg = load_config(getattr(args, "config", None), {"kafka": {"bootstrap_servers": args.bootstrap_servers}})
+    res = asyncio.run(publish(cfg, path=args.path, topic=args.topic or cfg.topics.md, speed_x=args.speed or 0.0,
+                              parent_json=args.parent_order, fmt=getattr(args, "format", "auto"),
+                              symbol=getattr(args, "symbol", None)))
+    print(json.dumps(res))
+    return 0
