@@ -162,7 +162,71 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    raise MpcAgentError("plan is not available yet")
+    """One optimal schedule (DESIGN.md section 6), printed or written as strict JSON."""
+    import math
+
+    from agent.errors import ConfigError
+    from agent.mpc import plan_offline
+
+    n = int(args.periods)
+    if n < 1:
+        raise ConfigError(f"--periods must be >= 1, got {n}")
+    if not (math.isfinite(args.quantity) and args.quantity > 0):
+        raise ConfigError(f"--quantity must be a positive number of shares, got {args.quantity}")
+    sigma = float(args.sigma)
+    if args.impact:
+        try:
+            spec = json.loads(Path(args.impact).read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{args.impact} is not valid JSON ({exc}); expected "
+                              '{"beta": [N], "gamma": [N], "cap": [N]?}') from exc
+        if not isinstance(spec, dict) or "beta" not in spec or "gamma" not in spec:
+            raise ConfigError(f'{args.impact} must hold {{"beta": [N], "gamma": [N], "cap": [N]?}}')
+    else:
+        from replay.fit import impact_from_files
+
+        spec = impact_from_files([args.data], fmt=args.format, symbol=args.symbol,
+                                 side=args.side, period_s=args.period_s, n_periods=n,
+                                 quantity=args.quantity)
+        if args.risk_aversion > 0 and sigma == 0 and spec.get("sigma"):
+            sigma = float(spec["sigma"])
+            log.info("using the fitted volatility sigma = %.6g $/period", sigma)
+    beta = _plan_series(spec, "beta", n, args.impact or args.data, required=True)
+    gamma = _plan_series(spec, "gamma", n, args.impact or args.data, required=True)
+    cap = _plan_series(spec, "cap", n, args.impact or args.data, required=False)
+    assert beta is not None and gamma is not None  # required=True raised otherwise
+    out = plan_offline(args.quantity, beta, gamma, cap, risk_aversion=args.risk_aversion,
+                       sigma=sigma)
+    out["sigma"] = sigma
+    _emit_json(out, args.out)
+    return 0
+
+
+def _plan_series(spec: dict[str, Any], key: str, n: int, source: str,
+                 *, required: bool) -> list[float] | None:
+    """``spec[key]`` as N floats (null cap = no cap); longer lists are cut to N with a warning."""
+    from agent.errors import ConfigError
+
+    values = spec.get(key)
+    if values is None:
+        if required:
+            raise ConfigError(f'{source}: "{key}" is missing; expected a list of {n} numbers')
+        return None
+    if not isinstance(values, list) or len(values) < n:
+        got = len(values) if isinstance(values, list) else type(values).__name__
+        raise ConfigError(f'{source}: "{key}" must be a list of at least --periods={n} numbers, got {got}')
+    if len(values) > n:
+        log.warning("%s: %s has %d entries, using the first %d (--periods)", source, key,
+                    len(values), n)
+    out: list[float] = []
+    for i, v in enumerate(values[:n]):
+        if v is None and key == "cap":
+            out.append(float("inf"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(float(v))
+        else:
+            raise ConfigError(f'{source}: "{key}"[{i}] = {v!r} is not a number')
+    return out
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
