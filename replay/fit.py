@@ -162,7 +162,7 @@ def fit_periods(
 
 
 def impact_from_files(
-    paths: Sequence[str | Path] | None,
+    paths: Sequence[str | Path] | str | Path | None,
     fmt: str = "auto",
     symbol: str | None = None,
     side: Side = "buy",
@@ -171,13 +171,15 @@ def impact_from_files(
     quantity: float | None = None,
     participation: float = 0.1,
 ) -> dict[str, Any]:
-    """Read ``paths`` (default: the embedded sample day) and run :func:`fit_periods`.
+    """Read ``paths`` (one path or several; default: the embedded sample day) and run :func:`fit_periods`.
 
     ``symbol`` defaults to the first symbol in the data. The result also
     carries ``"files"`` and ``"rejected"`` (rows dropped by validation, per reason).
     """
     from feeds.readers import read_book
 
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
     if not paths:
         if not SAMPLE_PATH.exists():
             raise DataError(f"no --data given and the embedded sample {SAMPLE_PATH} is missing; pass --data PATH")

@@ -108,6 +108,14 @@ def test_cli_fit_on_real_frog_day_writes_plan_ready_json(tmp_path: Path) -> None
     assert 0.005 < float(np.median(d["beta"])) < 0.5
 
 
+def test_impact_from_files_single_path_and_n_periods_for_plan() -> None:
+    assert FROG.exists()
+    d = impact_from_files(str(FROG), side="buy", period_s=600.0, n_periods=5, quantity=5000.0)
+    assert len(d["beta"]) == len(d["gamma"]) == len(d["cap"]) == 5
+    assert d["sizes"][-1] == pytest.approx(4 * 5000.0 / 5)
+    assert d["files"] == [str(FROG)] and d["rejected"] == {}
+
+
 def test_impact_from_files_unknown_symbol_raises_data_error() -> None:
     assert FROG.exists()
     with pytest.raises(DataError, match="NOPE"):
@@ -120,3 +128,10 @@ def test_fit_periods_cap_uses_centred_moving_average_of_volume() -> None:
                 1800, 1800, 1800, 1800]
     np.testing.assert_allclose(out["cap"], 0.1 * np.array(expected))
     assert out["periods"][4]["volume_expected"] == pytest.approx(1000.0)
+
+
+def test_cli_fit_without_data_uses_the_embedded_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "--period-s", "1800"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["files"] and d["files"][0].endswith("sample.mbp10.csv.zst")
+    assert d["n_periods"] == len(d["beta"]) and d["snapshots"] > 0
