@@ -118,6 +118,8 @@ class AgentService:
         self.intake = Intake(self.topics, metrics, max_message_bytes=max_message_bytes, clock=clock)
         self.fills_seen: set[str] = set()
         self.children_sent = 0
+        self.processed_ts: dict[str, int] = {}
+        """Per symbol, the newest ``ts_event`` fully processed (engine step done, orders acked)."""
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_requested = False
@@ -266,6 +268,8 @@ class AgentService:
         if not inb.empty:
             result = await self.call(self._engine_step, inb)
             await self._publish(result, inb.dlq, t_arrival)
+            if inb.md is not None and len(inb.md):
+                self.processed_ts.update(inb.md.latest_ts())
         elif inb.dlq:
             await self._send(inb.dlq)
         if records:
