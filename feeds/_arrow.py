@@ -97,7 +97,10 @@ def stack(table: pa.Table | pa.RecordBatch, names: list[str], fill: float) -> np
         return np.zeros((n, 0))
     out = np.empty((n, len(names)), dtype=np.float64)
     for j, name in enumerate(names):
-        out[:, j] = to_f64(table.column(name), fill)
+        col = table.column(name)
+        if col.null_count:
+            col = pc.fill_null(col.cast(pa.float64()), fill)
+        out[:, j] = col.to_numpy(zero_copy_only=False)  # one copy, straight into place
     return out
 
 

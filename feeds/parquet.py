@@ -19,6 +19,7 @@ ask_sz_00..
 ============== ============================ =====================================
 
 Schema metadata: ``mpc_agent.schema = book.v1`` and ``mpc_agent.levels``.
+Written with snappy compression (fast to decode); any codec reads back.
 Float64 keeps every value bit for bit, so ``write -> read`` is lossless
 (NaN included). Reading streams ``iter_batches`` so memory is bounded by
 ``chunk_rows``, never by the file.
@@ -43,6 +44,8 @@ from feeds.book import BookBatch
 __all__ = ["SCHEMA_NAME", "batch_to_table", "convert_to_parquet", "iter_parquet", "write_parquet"]
 
 SCHEMA_NAME = "book.v1"
+#: snappy decodes about twice as fast as zstd here (bench/feeds.py) for ~30% more bytes
+COMPRESSION = "snappy"
 _DICT = pa.dictionary(pa.int32(), pa.string())
 
 
@@ -144,14 +147,14 @@ def write_parquet(
         for batch in batches:
             if writer is None:
                 schema = schema_for(batch.levels, batch.ts_recv is not None)
-                writer = pq.ParquetWriter(str(out), schema, compression="zstd")
+                writer = pq.ParquetWriter(str(out), schema, compression=COMPRESSION)
             table = batch_to_table(batch)
             if table.schema != writer.schema:
                 table = table.cast(writer.schema)
             writer.write_table(table, row_group_size=row_group_rows)
             rows += len(batch)
         if writer is None:
-            writer = pq.ParquetWriter(str(out), schema_for(levels or 10, False), compression="zstd")
+            writer = pq.ParquetWriter(str(out), schema_for(levels or 10, False), compression=COMPRESSION)
     finally:
         if writer is not None:
             writer.close()
