@@ -187,10 +187,11 @@ class Mbp10(WireMessage):
     side: Literal["A", "B", "N"]
     price: Price | None = None
     size: Size = 0.0
-    bid_px: list[Price] = Field(default_factory=list)
-    bid_sz: list[Size] = Field(default_factory=list)
-    ask_px: list[Price] = Field(default_factory=list)
-    ask_sz: list[Size] = Field(default_factory=list)
+    # levels are checked in one pass by ``_book`` (per-item validators cost ~40 calls a message)
+    bid_px: list[float] = Field(default_factory=list)
+    bid_sz: list[float] = Field(default_factory=list)
+    ask_px: list[float] = Field(default_factory=list)
+    ask_sz: list[float] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _book(self) -> Mbp10:
@@ -199,8 +200,12 @@ class Mbp10(WireMessage):
         if len(self.bid_px) > MAX_LEVELS or len(self.ask_px) > MAX_LEVELS:
             raise _fail(TOO_MANY_LEVELS, f"at most {MAX_LEVELS} levels a side")
         b, a = self.bid_px, self.ask_px
-        if any(b[i + 1] >= b[i] for i in range(len(b) - 1)) or any(
-            a[i + 1] <= a[i] for i in range(len(a) - 1)
+        if (b and min(b) <= 0) or (a and min(a) <= 0):
+            raise _fail(NON_POSITIVE_PRICE, "level prices must be > 0")
+        if (self.bid_sz and min(self.bid_sz) < 0) or (self.ask_sz and min(self.ask_sz) < 0):
+            raise _fail(NEGATIVE_SIZE, "level sizes must be >= 0")
+        if any(x >= y for x, y in zip(b[1:], b, strict=False)) or any(
+            x <= y for x, y in zip(a[1:], a, strict=False)
         ):
             raise _fail(LEVELS_OUT_OF_ORDER, "bids must strictly descend and asks strictly ascend")
         if b and a and b[0] > a[0]:
