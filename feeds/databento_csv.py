@@ -208,9 +208,9 @@ def _to_batch(table: pa.Table, lay: CsvLayout, fallback_symbol: str, fixed: bool
     bid_px = stack(table, lay.bid_px, np.nan)
     ask_px = stack(table, lay.ask_px, np.nan)
     price = to_f64(table.column(lay.price)) if lay.price else np.full(n, np.nan)
-    if fixed:
-        for a in (bid_px, ask_px, price):
-            a[a >= UNDEF_PRICE_MIN] = np.nan
+    for a in (bid_px, ask_px, price):
+        a[a >= UNDEF_PRICE_MIN] = np.nan  # UNDEF_PRICE: never a real price, even before `fixed` is known
+        if fixed:
             a /= FIXED_DIVISOR
     if lay.symbol:
         symbol = to_str(table.column(lay.symbol), null=fallback_symbol)
@@ -234,8 +234,9 @@ def _to_batch(table: pa.Table, lay: CsvLayout, fallback_symbol: str, fixed: bool
 
 
 def _looks_fixed_point(table: pa.Table, lay: CsvLayout) -> bool | None:
-    """True/False once the chunk has a finite top-of-book price, None if it has none."""
-    top = np.concatenate([to_f64(table.column(lay.bid_px[0])), to_f64(table.column(lay.ask_px[0]))])
+    """True/False once the chunk has a finite top-of-book or event price, None if it has none."""
+    cols = [lay.bid_px[0], lay.ask_px[0], *([lay.price] if lay.price else [])]
+    top = np.concatenate([to_f64(table.column(c)) for c in cols])
     top = top[np.isfinite(top) & (top < UNDEF_PRICE_MIN)]
     if top.size == 0:
         return None

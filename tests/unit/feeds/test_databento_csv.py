@@ -172,6 +172,20 @@ def test_fixed_point_integer_prices_are_detected_and_scaled(tmp_path: Path, frog
     assert np.isnan(b.price[0])
 
 
+def test_fixed_point_decision_waits_for_a_chunk_with_prices(tmp_path: Path, frog: pd.DataFrame) -> None:
+    df = frog.head(6).copy()
+    px_cols = [c for c in df.columns if c.startswith(("bid_px", "ask_px"))] + ["price"]
+    for c in px_cols:
+        df[c] = np.rint(df[c].to_numpy(float) * 1e9).astype(np.int64)
+    undef = np.iinfo(np.int64).max
+    df.loc[0, px_cols] = undef  # a clear first: no price at all in the first chunk
+    df.loc[0, [c for c in df.columns if c.startswith(("bid_sz", "ask_sz"))]] = 0
+    df.loc[0, "action"] = "R"
+    b = read_all(native(df, tmp_path / "fixed_r.csv"), chunk_rows=1)
+    assert np.isnan(b.bid_px[0]).all() and np.isnan(b.price[0])
+    np.testing.assert_array_equal(b.bid_px[1:, 0], frog["bid_px_00"].to_numpy(float)[1:6])
+
+
 def test_chunked_reading_yields_bounded_chunks_with_identical_rows(tmp_path: Path, frog: pd.DataFrame) -> None:
     path = native(frog, tmp_path / "c.csv.gz")
     whole = read_all(path)
