@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import aiokafka
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, for_code
+from aiokafka.errors import KafkaError, KafkaTimeoutError, for_code
 from aiokafka.helpers import create_ssl_context
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -109,7 +109,7 @@ def _conn(connection: KafkaConnection | str) -> KafkaConnection:
 
 def _feed_error(exc: BaseException, doing: str) -> FeedError:
     """Map an aiokafka error to ours: retriable errors back off, others do not."""
-    if isinstance(exc, KafkaError) and getattr(exc, "retriable", False):
+    if isinstance(exc, KafkaTimeoutError) or (isinstance(exc, KafkaError) and getattr(exc, "retriable", False)):
         return RetriableFeedError(f"{doing}: {exc!r} (transient; the caller backs off and retries)")
     return FeedError(f"{doing}: {exc!r}")
 
@@ -249,15 +249,21 @@ class KafkaSink(AsyncComponent):
 
     async def send_many(self, records: Sequence[OutRecord]) -> None:
         """Enqueue every record (pipelined, batched by aiokafka), then wait for all acks."""
+        futures: list[asyncio.Future[Any]] = []
         try:
-            futures = [
-                await self.producer.send(r.topic, r.value, key=r.key, headers=list(r.headers) or None)
-                for r in records
-            ]
-            for fut in futures:
-                await fut
+            for r in records:
+                futures.append(
+                    await self.producer.send(r.topic, r.value, key=r.key, headers=list(r.headers) or None)
+                )
+            await asyncio.gather(*futures)
         except KafkaError as exc:
             raise _feed_error(exc, f"producing {len(records)} record(s)") from exc
+        finally:  # a failure mid-way must not leave "exception never retrieved" futures behind
+            for fut in futures:
+                if not fut.done():
+                    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+                elif not fut.cancelled():
+                    fut.exception()
 
     # -------------------------------------------------------- transactions
     def _need_txn(self) -> None:
