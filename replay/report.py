@@ -33,7 +33,7 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("strategy", "strategy"), ("filled", "filled_quantity"), ("fill%", "fill_rate"),
     ("avg px", "average_price"), ("IS bps", "shortfall_bps"), ("IS $", "shortfall_dollars"),
     ("vs VWAP bps", "vwap_shortfall_bps"), ("spread", "spread"), ("impact", "impact"),
-    ("timing", "timing"), ("max part", "max_participation"), ("children", "child_orders"),
+    ("timing", "timing"), ("part", "participation"), ("max part", "max_participation"), ("children", "child_orders"),
     ("solve p50 us", "solve_us_p50"), ("solve p99 us", "solve_us_p99"), ("fallbacks", "fallbacks"),
 )
 

@@ -23,8 +23,9 @@ so a short (partial) fill is retried in later periods. Targets:
 - ``pov``: a fixed fraction ``rho`` of the *trailing* traded volume,
   ``T_k = rho (V_0 + sum traded since the first decision)``, with
   ``rho = min(max_participation, Q / sum_j Vhat_j)`` fixed at the first
-  decision that has a volume forecast ``Vhat`` (nothing is traded before: at a
-  cold start no volume has been seen; ``V_0 = Vhat_0`` stands in for the
+  decision that has a volume forecast ``Vhat`` (the :class:`VolumeCurve` over
+  the window when given, the same as VWAP's; else the engine's forecast, and
+  nothing is traded before it sees volume; ``V_0 = Vhat_0`` stands in for the
   unobserved first period), and ``T_{N-1} = Q`` (sweep at the deadline, like
   every other strategy, so the comparison is on completed orders).
 - ``ac``: static Almgren-Chriss, closed form of ``min sum gamma x_k^2 + lambda
@@ -54,6 +55,10 @@ from agent.mpc import RecedingHorizonQP
 
 STRATEGIES: tuple[str, ...] = ("mpc", "twap", "vwap", "pov", "ac", "open-loop")
 DAY_S = 86_400
+VOLUME_BUCKET_S = 1800.0
+"""Default bucket of the VWAP volume curve: half-hours, like ``IntradayProfile``'s
+default. Per-minute volume of one day is mostly noise (single prints), and a
+VWAP schedule that follows it concentrates orders into random minutes."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ class VolumeCurve:
 
     @classmethod
     def from_trades(cls, ts_ns: np.ndarray, size: np.ndarray, *, days: int = 1,
-                    bucket_s: float = 60.0, look_ahead: bool = False) -> VolumeCurve:
+                    bucket_s: float = VOLUME_BUCKET_S, look_ahead: bool = False) -> VolumeCurve:
         """Bucket trade sizes by UTC time of day and divide by ``days``."""
         n_b = int(np.ceil(DAY_S / bucket_s))
         tod = (np.asarray(ts_ns, np.int64) % (DAY_S * NS_PER_S)) / NS_PER_S
@@ -171,8 +176,10 @@ class POVPolicy(TargetSchedule):
 
     name = "pov"
 
-    def __init__(self, parent: ParentOrder, settings: EngineSettings) -> None:
+    def __init__(self, parent: ParentOrder, settings: EngineSettings,
+                 curve: VolumeCurve | None = None) -> None:
         super().__init__(parent, settings)
+        self.curve = curve
         self.rate = 0.0
         self.volume = 0.0
         self.first_period: int | None = None
@@ -185,6 +192,10 @@ class POVPolicy(TargetSchedule):
     def _set_rate(self, d: DecisionInput) -> None:
         p = self.parent
         vf = np.asarray(d.volume_forecast, np.float64)
+        if self.curve is not None:  # the expected window volume from the volume curve, if any
+            w = self.curve.window_volumes(p.start_ns, p.period_ns, p.n_periods)[d.period_index:]
+            if w.sum() > 0:
+                vf = w
         expected = float(vf.sum())
         if not expected > 0:  # cold start (no trade seen yet): wait for a volume estimate
             return
@@ -264,15 +275,22 @@ class OpenLoopPolicy(TargetSchedule):
 def policy_factory(name: str, *, volume_curve: VolumeCurve | None = None) -> PolicyFactory:
     """The engine's policy factory for strategy ``name`` (one of :data:`STRATEGIES`).
 
-    ``vwap`` needs ``volume_curve``.
+    ``vwap`` needs ``volume_curve``; ``pov`` uses it for its rate when given.
     """
     if name == "mpc":
         return mpc_policy
     simple: dict[str, Callable[[ParentOrder, EngineSettings], Policy]] = {
-        "twap": TWAPPolicy, "pov": POVPolicy, "ac": AlmgrenChrissPolicy, "open-loop": OpenLoopPolicy,
+        "twap": TWAPPolicy, "ac": AlmgrenChrissPolicy, "open-loop": OpenLoopPolicy,
     }
     if name in simple:
         return simple[name]
+    if name == "pov":
+        pov_curve = volume_curve
+
+        def make_pov(parent: ParentOrder, settings: EngineSettings) -> Policy:
+            return POVPolicy(parent, settings, pov_curve)
+
+        return make_pov
     if name == "vwap":
         if volume_curve is None:
             raise ValueError("the vwap strategy needs a volume curve (VolumeCurve.from_trades)")

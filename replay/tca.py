@@ -23,7 +23,9 @@ tradable book before the end).
   ``1e4 s (pbar - VWAP) / VWAP`` with ``pbar`` our average price.
 - Realised participation per period: our filled shares / market traded
   shares in that period (periods without market trades are not in the max;
-  fills in such periods are counted in ``periods_without_market_volume``).
+  fills in such periods are counted in ``periods_without_market_volume``);
+  ``participation`` is the same over the whole window. On a thin stock the
+  per-period max is dominated by minutes with a single small print.
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ def analyse(run: StrategyRun, market: Market) -> dict[str, Any]:
         "shortfall_dollars": total,
         "child_orders": len(run.children),
         "max_participation": float(part.max()) if part.size else 0.0,
+        "participation": filled / mkt_vol if mkt_vol > 0 else None,
         "solve_us_p50": _pct(solve, 50),
         "solve_us_p99": _pct(solve, 99),
         "fallbacks": fallbacks,
@@ -184,6 +187,7 @@ def aggregate(per_run: list[dict[str, Any]]) -> dict[str, Any]:
         "fallbacks": int(sum(r["fallbacks"] for r in per_run)),
         "unfilled_quantity": mean("unfilled_quantity"),
         "fill_rate": mean("fill_rate"),
+        "participation": mean("participation"),
         "vwap_shortfall_bps": mean("vwap_shortfall_bps"),
         "shortfall_bps_median": float(np.median([r["shortfall_bps"] for r in per_run])),
         "components_bps": {k: float(np.mean([r["components_bps"][k] for r in per_run]))

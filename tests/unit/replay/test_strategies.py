@@ -64,14 +64,14 @@ def test_volume_curve_window_volumes_match_bucketed_trades() -> None:
     half = curve.window_volumes(T0 + 30 * NS_PER_S, MIN, 1)
     assert half == pytest.approx([0.5 * 150.0 + 0.5 * 30.0])
     two_days = VolumeCurve.from_trades(np.concatenate([ts, ts + 86_400 * NS_PER_S]),
-                                       np.concatenate([sz, sz]), days=2)
+                                       np.concatenate([sz, sz]), days=2, bucket_s=60.0)
     assert two_days.window_volumes(T0, MIN, 4) == pytest.approx(w)
 
 
 def test_vwap_targets_are_proportional_to_expected_volume() -> None:
     p = _parent(600.0, 3)
     ts = T0 + np.array([5, 65, 66, 125, 126, 127]) * NS_PER_S
-    curve = VolumeCurve.from_trades(ts, np.full(6, 100.0))
+    curve = VolumeCurve.from_trades(ts, np.full(6, 100.0), bucket_s=60.0)
     pol = VWAPPolicy(p, EngineSettings(), curve)
     plan = pol.decide(_d(p, 0, 0.0))
     assert plan.schedule == pytest.approx([100.0, 200.0, 300.0])
@@ -103,6 +103,15 @@ def test_pov_rate_is_capped_by_max_participation_and_waits_at_cold_start() -> No
     pol = POVPolicy(p, EngineSettings())
     assert pol.decide(_d(p, 0, 0.0, vol=0.0)).schedule[0] == 0.0  # no volume seen yet
     assert pol.decide(_d(p, 1, 0.0, vol=1000.0, traded=800.0)).schedule[0] == pytest.approx(100.0)
+    assert pol.rate == pytest.approx(0.1)
+
+
+def test_pov_rate_comes_from_the_volume_curve_when_given() -> None:
+    p = _parent(1000.0, 5, max_participation=0.5)
+    ts = T0 + np.arange(5) * MIN + NS_PER_S
+    curve = VolumeCurve.from_trades(ts, np.full(5, 2000.0), bucket_s=60.0)  # 10,000 expected
+    pol = POVPolicy(p, EngineSettings(), curve)
+    pol.decide(_d(p, 0, 0.0, vol=1.0))  # the engine's forecast (5 shares in total) is ignored
     assert pol.rate == pytest.approx(0.1)
 
 
