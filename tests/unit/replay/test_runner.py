@@ -134,3 +134,31 @@ def test_replay_with_history_learns_vwap_from_other_days_only() -> None:
 def test_unknown_strategy_is_rejected_with_the_valid_names() -> None:
     with pytest.raises(ValueError, match="twap"):
         _spec(strategies=("mpc", "magic"))
+
+
+def test_wall_clock_window_is_in_the_exchange_time_zone_across_dst() -> None:
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from replay.session import wall_clock_ns
+
+    ny = ZoneInfo("America/New_York")
+    assert wall_clock_ns(date(2025, 4, 3), "10:00", ny) == T0 + 30 * MIN  # EDT: 14:00 UTC
+    assert wall_clock_ns(date(2025, 1, 3), "09:30", ny) % (86_400 * NS_PER_S) == 14 * 3600 * NS_PER_S + 30 * MIN
+    with pytest.raises(ValueError, match="HH:MM"):
+        wall_clock_ns(date(2025, 4, 3), "ten", ny)
+
+
+def test_split_days_replays_the_last_day_and_keeps_the_others_as_history() -> None:
+    from feeds.book import BookBatch as BB
+    from replay.session import resolve_window, split_days
+
+    day = 86_400 * NS_PER_S
+    a = ladder_book(T0 - day + np.arange(100) * NS_PER_S)
+    b = ladder_book(T0 + 5 * NS_PER_S + np.arange(200) * NS_PER_S)
+    days = split_days(BB.concat([a, b]))
+    assert [len(x) for x in days.books] == [100, 200] and len(days.history) == 1
+    start, end, s0, s1 = resolve_window(days, None, None)
+    assert (start, s0) == (T0, T0) and end == s1 == T0 + 4 * MIN  # floored / ceiled to the minute
+    with pytest.raises(ValueError, match="after"):
+        resolve_window(days, "09:40", "09:35")
