@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent.impact import curves_from_book, depth_sizes, fit_quadratic
+from agent.impact_curves import curves_from_book, depth_sizes
+from agent.impact_fit import fit_quadratic
 from agent.model import NS_PER_S, BookLike, Side
 
 FloatArray = npt.NDArray[np.float64]
