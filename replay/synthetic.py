@@ -42,9 +42,13 @@ behind the anchor, so equilibrium depth grows with distance from the touch.
 rate and cancels scale with ``Q``, depth reverts to ``~Q*`` gradually after a
 sweep. An add at or through the opposite best is marketable: it trades
 through the levels up to its limit (Databento ``T`` + ``C`` rows per level,
-``T`` side = aggressor) and the remainder rests. The fair value therefore
+``T`` side = aggressor) and the remainder rests. While the spread is wider
+than ``s``, an add improves the quote instead with probability
+``improve_prob``, at the price inside the spread nearest its anchor, so a
+spread opened by a trade closes within seconds, not at once. The fair value
 drives the mid through aggressive flow and stale-quote cancels; the book can
-never lock or cross.
+never lock or cross. Only events that touch the ten visible levels produce a
+row (MBP-10), so a row count is below the simulated event count.
 
 Sizes: adds/cancels are round lots ``100 * (1 + floor(Lomax(alpha_add)))``
 (capped at 100 lots) except odd lots ``U{1..99}`` with probability
@@ -200,7 +204,7 @@ def _draws(rng: np.random.Generator, p: SymbolProfile, ts: I64, t0: int) -> Even
     mo = np.minimum(p.mo_scale * (1.0 + rng.pareto(p.alpha_mo, n)), p.mo_cap)
     mo_lots = np.maximum(np.round(mo / 100.0), 1).astype(np.int64) * 100
     mo_size = np.where(
-        rng.random(n) < p.odd_lot_prob, np.ceil(mo % 100).astype(np.int64) + 1, mo_lots
+        rng.random(n) < p.odd_lot_prob, np.floor(mo % 99).astype(np.int64) + 1, mo_lots
     )
     mod = (1 + np.floor(rng.pareto(2.5, n))).astype(np.int64) * 100
     return EventDraws(
