@@ -135,9 +135,8 @@ class RecedingHorizonQP:
         indices = np.concatenate((ks, np.column_stack((ks, s + ks)).ravel()))
         data = self._px(np.full(s, 2.0), np.full(s, 0.1), np.ones(s))
         p = sp.csc_matrix((data, indices, indptr), shape=(2 * s, 2 * s))
-        self._solver = osqp.OSQP()
         inf = np.full(2 * s + 1, np.inf)
-        self._solver.setup(p, np.zeros(2 * s), a, -inf, inf, **self.settings.osqp_kwargs())
+        self._solver = _Osqp(p, a, inf, self.settings.osqp_kwargs())
         self.setup_calls += 1
 
     @staticmethod
@@ -190,14 +189,13 @@ class RecedingHorizonQP:
         c = unit * float(b.mean()) + unit * unit * float(g.mean()) + w * r_tot * r_tot / 3.0
         self._update(agg, r_tot, shortfall, unit, c, w)
         self._warm_start(layout, r_tot, shortfall, unit, c, n)
-        res = self._solver.solve(raise_error=False)
-        status = str(res.info.status)
-        x_s = res.x[: self.n_slots] if res.x is not None else None
+        status, polished, iters, x_all, y_all = self._solver.solve()
+        x_s = x_all[: self.n_slots] if x_all is not None else None
         if status not in _OK or x_s is None or not np.all(np.isfinite(x_s)):
             reason = status.replace(" ", "_") if status not in _OK else "non_finite_solution"
             return self._fallback(reason, r_tot, b, g, u, w, t0, exact_ok=True,
-                                  iterations=int(res.info.iter))
-        if int(res.info.status_polish) != 1:
+                                  iterations=iters)
+        if polished != 1:
             self.polish_failures += 1
             exact = self._refine(agg, x_s, r_tot, shortfall, unit, c, w)
             if exact is not None:
@@ -205,10 +203,10 @@ class RecedingHorizonQP:
                 x_s = exact
         x_slots = repair_sum(np.clip(x_s * unit, 0.0, agg.cap), agg.cap, r_tot - shortfall)
         sched = expand(layout, x_slots, agg.weights)
-        y = np.asarray(res.y, dtype=np.float64) * (c / unit)
+        y = np.asarray(y_all, dtype=np.float64) * (c / unit)
         self._prev = _Previous(sched, layout, y)
         obj = model_cost(sched, b, g, remaining=r_tot, risk_aversion=risk_aversion, sigma=sigma)
-        info = SolverInfo("osqp", status, int(res.info.iter), _us(t0))
+        info = SolverInfo("osqp", status, iters, _us(t0))
         return Plan(sched, obj, shortfall, info, None)
 
     def _effective_periods(self, n: int) -> int:
@@ -232,7 +230,7 @@ class RecedingHorizonQP:
         lo[2 * s] = shortfall / unit
         hi = lo.copy()
         hi[s: 2 * s] = np.minimum(agg.cap / unit, 1e30)
-        self._solver.update(q=q, l=lo, u=hi, Px=px)
+        self._solver.update(q, lo, hi, px)
 
     def _warm_start(self, layout: Layout, r_tot: float, shortfall: float, unit: float, c: float,
                     n: int) -> None:
@@ -257,7 +255,7 @@ class RecedingHorizonQP:
             y[:act] = yd[old]
             y[s: s + act] = yd[s + old]
             y[2 * s] = yd[2 * s]
-        self._solver.warm_start(x=np.concatenate((x, r)), y=y)
+        self._solver.warm_start(np.concatenate((x, r)), y)
 
     def _refine(self, agg: Aggregated, x_s: FloatArray, r_tot: float, shortfall: float,
                 unit: float, c: float, w: float) -> FloatArray | None:
@@ -304,6 +302,47 @@ class RecedingHorizonQP:
         ok = bool(np.all(np.isfinite(b)) and np.all(np.isfinite(g)))
         obj = model_cost(sched, b, g, remaining=r_eff, risk_aversion=w, sigma=1.0) if ok else math.nan
         return Plan(sched, obj, shortfall, SolverInfo(name, reason, iterations, _us(t0)), reason)
+
+
+class _Osqp:
+    """The OSQP solver of one parent order: set up once, then update / warm start / solve.
+
+    Calls the compiled solver object directly when the ``osqp`` package exposes
+    it (osqp >= 1.0: ``OSQP._solver``), which skips ~100 us of per-call Python
+    bookkeeping in the wrapper (result namespaces, constant look-ups); otherwise
+    the public API. Both paths run the same C solver.
+    """
+
+    def __init__(self, p: sp.csc_matrix, a: sp.csc_matrix, inf: FloatArray,
+                 settings: dict[str, Any], *, direct: bool = True) -> None:
+        self.py = osqp.OSQP()
+        self.py.setup(p, np.zeros(p.shape[0]), a, -inf, inf, **settings)
+        ext = getattr(self.py, "_solver", None)
+        needed = ("update_data_vec", "update_data_mat", "warm_start", "solve", "info", "solution")
+        self.ext = ext if direct and ext is not None and all(hasattr(ext, m) for m in needed) else None
+
+    def update(self, q: FloatArray, lo: FloatArray, hi: FloatArray, px: FloatArray) -> None:
+        if self.ext is not None:
+            self.ext.update_data_vec(q=q, l=lo, u=hi)
+            self.ext.update_data_mat(P_x=px, P_i=None, A_x=None, A_i=None)
+        else:
+            self.py.update(q=q, l=lo, u=hi, Px=px)
+
+    def warm_start(self, x: FloatArray, y: FloatArray) -> None:
+        (self.ext or self.py).warm_start(x=x, y=y)
+
+    def solve(self) -> tuple[str, int, int, FloatArray | None, FloatArray | None]:
+        """(status, polish status, iterations, x, y) of one solve; never raises."""
+        if self.ext is not None:
+            self.ext.solve()
+            info, sol = self.ext.info, self.ext.solution
+            x, y = sol.x, sol.y
+        else:
+            res = self.py.solve(raise_error=False)
+            info, x, y = res.info, res.x, res.y
+        x = None if x is None else np.array(x, dtype=np.float64)
+        y = None if y is None else np.array(y, dtype=np.float64)
+        return str(info.status), int(info.status_polish), int(info.iter), x, y
 
 
 def _us(t0: float) -> float:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agent.kkt import even_split, solve_separable_exact
-from agent.mpc import RecedingHorizonQP, SolverSettings
+from agent.mpc import RecedingHorizonQP, SolverSettings, _Osqp
 
 
 def realistic_day(seed: int, n: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
@@ -56,11 +56,11 @@ def test_receding_horizon_warm_start_is_previous_primal_and_dual_shifted_one_per
 
     def spy(x: np.ndarray, y: np.ndarray) -> None:
         seen.append((x.copy(), y.copy()))
-        real(x=x, y=y)
+        real(x, y)
 
     qp._solver.warm_start = spy  # type: ignore[method-assign]
     first = qp.solve(q, beta, gamma, cap, risk_aversion=1e-10, sigma=1.0)
-    y_first = qp._solver.solve(raise_error=False).y.copy()  # same problem, same duals
+    y_first = qp._solver.solve()[4]  # same problem again: the same duals
     remaining = q - first.schedule[0]
     qp.solve(remaining, beta[1:], gamma[1:], cap[1:], risk_aversion=1e-10, sigma=1.0)
     x_ws, y_ws = seen[1]
@@ -160,7 +160,7 @@ def test_solver_failure_shifted_plan_keeps_shape_of_previous_plan() -> None:
     good = RecedingHorizonQP(n)
     prev = good.solve(10_000.0, beta, gamma, np.full(n, np.inf), risk_aversion=1e-9, sigma=1.0)
     good.settings = SolverSettings(max_iter=1)
-    good._solver.update_settings(max_iter=1)
+    good._solver.py.update_settings(max_iter=1)
     nxt = good.solve(10_000.0 - prev.schedule[0], beta[1:], gamma[1:], np.full(n - 1, np.inf),
                      risk_aversion=1e-9, sigma=1.0)
     assert nxt.solver.name == "fallback-shifted"
@@ -198,3 +198,20 @@ def test_solve_after_invalid_input_recovers_with_osqp() -> None:
     plan = qp.solve(9_000.0, beta[1:], gamma[1:], cap[1:])
     assert plan.fallback is None and plan.solver.name == "osqp"
     assert qp.setup_calls == 1
+
+
+def test_direct_and_public_osqp_paths_give_identical_plans() -> None:
+    q, beta, gamma, cap = realistic_day(2, 120)
+    fast, public = RecedingHorizonQP(120), RecedingHorizonQP(120)
+    assert fast._solver.ext is not None  # the installed osqp exposes the compiled solver
+    inf = np.full(public._solver.py.m, np.inf)
+    public._solver = _Osqp(public._solver.py._derivative_cache["P"],
+                           public._solver.py._derivative_cache["A"], inf,
+                           public.settings.osqp_kwargs(), direct=False)
+    assert public._solver.ext is None
+    for t in range(5):
+        a = fast.solve(q * (1 - t / 120), beta[t:], gamma[t:], cap[t:], risk_aversion=1e-10, sigma=1.0)
+        b = public.solve(q * (1 - t / 120), beta[t:], gamma[t:], cap[t:], risk_aversion=1e-10,
+                         sigma=1.0)
+        assert np.array_equal(a.schedule, b.schedule)
+        assert a.solver.iterations == b.solver.iterations
