@@ -26,15 +26,24 @@ class BookLike(Protocol):
     Arrays are best level first; empty levels are NaN price / 0 size.
     """
 
-    ts_event: IntArray  # (n,)
-    bid_px: FloatArray  # (n, levels)
-    bid_sz: FloatArray
-    ask_px: FloatArray
-    ask_sz: FloatArray
-    action: npt.NDArray[np.str_]  # (n,) single characters A/C/M/T/F/R/N
-    side: npt.NDArray[np.str_]  # (n,) A (ask) / B (bid) / N
-    price: FloatArray  # (n,) price of the event (trade price for T)
-    size: FloatArray  # (n,) size of the event (trade size for T)
+    @property
+    def ts_event(self) -> IntArray: ...  # (n,)
+    @property
+    def bid_px(self) -> FloatArray: ...  # (n, levels)
+    @property
+    def bid_sz(self) -> FloatArray: ...
+    @property
+    def ask_px(self) -> FloatArray: ...
+    @property
+    def ask_sz(self) -> FloatArray: ...
+    @property
+    def action(self) -> npt.NDArray[np.str_]: ...  # (n,) single characters A/C/M/T/F/R/N
+    @property
+    def side(self) -> npt.NDArray[np.str_]: ...  # (n,) A (ask) / B (bid) / N
+    @property
+    def price(self) -> FloatArray: ...  # (n,) price of the event (trade price for T)
+    @property
+    def size(self) -> FloatArray: ...  # (n,) size of the event (trade size for T)
 
     def __len__(self) -> int: ...
 

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = ["model", "impact", "volume", "mpc", "risk", "engine"]
+CORE = [
+    "model", "impact", "impact_curves", "impact_fit", "profile", "volume", "mpc", "kkt", "blocking",
+    "risk", "engine",
+]
 CORE_ALLOWED = {"numpy", "scipy", "osqp", "agent", "__future__"}
 FEEDS_FORBIDDEN_AGENT = {"agent.service", "agent.cli", "agent.engine", "agent.mpc", "agent.metrics"}
 
