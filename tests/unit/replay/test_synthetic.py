@@ -352,3 +352,20 @@ def test_cli_main_writes_a_compressed_csv(
     text = zstandard.ZstdDecompressor().decompress(out.read_bytes())
     assert text == render_csv(generate_day(5, ["SYNB"], DATE, close_hm="09:45"))
     assert "SYNB" in capsys.readouterr().out
+
+
+def test_render_csv_bytes_do_not_depend_on_chunk_rows() -> None:
+    d = _short(13, ["SYNB"])
+    assert render_csv(d, chunk_rows=7) == render_csv(d)
+
+
+def test_session_bounds_follow_new_york_daylight_saving() -> None:
+    summer, winter = session_bounds("2025-04-03"), session_bounds("2025-01-15")
+    assert format_ts(np.array(summer, np.int64)).tolist() == [
+        "2025-04-03 13:30:00.000000000+00:00",
+        "2025-04-03 20:00:00.000000000+00:00",
+    ]
+    assert format_ts(np.array(winter, np.int64)).tolist() == [
+        "2025-01-15 14:30:00.000000000+00:00",
+        "2025-01-15 21:00:00.000000000+00:00",
+    ]
