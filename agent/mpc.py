@@ -30,6 +30,7 @@ even split under the caps. Each fallback is counted in ``fallbacks[reason]``.
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ __all__ = ["LotRounder", "RecedingHorizonQP", "SolverSettings", "even_split", "p
            "solve_separable_exact"]
 
 _OK = {"solved", "solved inaccurate"}
+log = logging.getLogger("agent.mpc")
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,8 @@ class RecedingHorizonQP:
     def _fallback(self, reason: str, r_tot: float, b: FloatArray, g: FloatArray, u: FloatArray,
                   w: float, t0: float, *, exact_ok: bool, iterations: int = 0) -> Plan:
         self.fallbacks[reason] += 1
+        log.warning("QP fallback (%s) with %d periods left; total fallbacks %s", reason, b.size,
+                    dict(self.fallbacks))
         n = b.size
         r_eff = r_tot if math.isfinite(r_tot) else 0.0
         caps = np.where(np.isnan(u), 0.0, np.maximum(u, 0.0))
