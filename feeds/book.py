@@ -36,6 +36,8 @@ REASONS: tuple[str, ...] = (
     TS_BACKWARDS,
 )
 
+_REASON_TEXT = np.array(["", *REASONS], dtype="<U24")
+
 ACTIONS = frozenset("ACMTFRN")
 TRADE_ACTIONS = ("T",)
 
@@ -186,38 +188,32 @@ class BookBatch:
         timestamp (int64 min, what readers put for a blank cell) is ``non_finite``.
         """
         n = len(self)
-        reason = np.full(n, "", dtype="<U24")
         if n == 0:
-            return Validation(reason)
-
-        def mark(mask: npt.NDArray[np.bool_], why: str) -> None:
-            reason[(reason == "") & mask] = why
-
-        px = np.concatenate([self.bid_px, self.ask_px], axis=1)
-        sz = np.concatenate([self.bid_sz, self.ask_sz], axis=1)
-        present = sz != 0
+            return Validation(np.full(0, "", dtype="<U24"))
+        trade = self.is_trade()
         with np.errstate(invalid="ignore"):
-            non_finite = (
-                np.isinf(px).any(axis=1)
-                | np.isnan(sz).any(axis=1)
-                | np.isinf(sz).any(axis=1)
-                | (np.isnan(px) & present).any(axis=1)
+            flags: list[npt.NDArray[np.bool_]] = [
+                _rows_any(_bad_values(self.bid_px, self.bid_sz), _bad_values(self.ask_px, self.ask_sz))
                 | ~np.isfinite(self.size)
                 | np.isinf(self.price)
-                | (np.isnan(self.price) & self.is_trade())
-                | (self.ts_event == np.iinfo(np.int64).min)  # missing timestamp
-            )
-            mark(non_finite, NON_FINITE)
-            mark(((px <= 0) & present).any(axis=1) | ((self.price <= 0) & self.is_trade()), NON_POSITIVE_PRICE)
-            mark((sz < 0).any(axis=1) | (self.size < 0), NEGATIVE_SIZE)
+                | (np.isnan(self.price) & trade)
+                | (self.ts_event == np.iinfo(np.int64).min),  # missing timestamp
+                _rows_any((self.bid_px <= 0) & (self.bid_sz != 0), (self.ask_px <= 0) & (self.ask_sz != 0))
+                | ((self.price <= 0) & trade),
+                _rows_any(self.bid_sz < 0, self.ask_sz < 0) | (self.size < 0),
+            ]
             bid0, ask0 = self.bid_px[:, 0], self.ask_px[:, 0]
             both = (self.bid_sz[:, 0] > 0) & (self.ask_sz[:, 0] > 0)
-            mark(both & (bid0 > ask0), CROSSED_BOOK)
-            mark(both & (bid0 == ask0), LOCKED_BOOK)
-            mark(_out_of_order(self.bid_px, self.bid_sz, descending=True)
-                 | _out_of_order(self.ask_px, self.ask_sz, descending=False), LEVELS_OUT_OF_ORDER)
-        mark(self._ts_backwards(last_ts), TS_BACKWARDS)
-        return Validation(reason)
+            flags.append(both & (bid0 > ask0))
+            flags.append(both & (bid0 == ask0))
+            flags.append(_out_of_order(self.bid_px, self.bid_sz, descending=True)
+                         | _out_of_order(self.ask_px, self.ask_sz, descending=False))
+        flags.append(self._ts_backwards(last_ts))
+        # integer codes, earliest reason last so that it wins; strings only at the end
+        code = np.zeros(n, dtype=np.uint8)
+        for k in range(len(flags), 0, -1):
+            code[flags[k - 1]] = k
+        return Validation(_REASON_TEXT[code])
 
     def _ts_backwards(self, last_ts: Mapping[str, int] | None) -> npt.NDArray[np.bool_]:
         back = np.zeros(len(self), dtype=bool)
@@ -247,16 +243,30 @@ class BookBatch:
         return self.take(~v.bad), v.counts()
 
 
+def _rows_any(*masks: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Row-wise OR over the columns of (n, k) masks (column loop: ~3x faster than ``any(axis=1)`` for small k)."""
+    out = np.zeros(masks[0].shape[0], dtype=bool)
+    for m in masks:
+        for j in range(m.shape[1]):
+            out |= m[:, j]
+    return out
+
+
+def _bad_values(px: npt.NDArray[np.float64], sz: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """Element-wise: infinite price, NaN/inf size, or NaN price on a level that has size."""
+    return np.isinf(px) | ~np.isfinite(sz) | (np.isnan(px) & (sz != 0))
+
+
 def _out_of_order(px: npt.NDArray[np.float64], sz: npt.NDArray[np.float64], descending: bool) -> npt.NDArray[np.bool_]:
     """Levels must be strictly monotone away from the touch, with empty levels only at the end."""
     present = sz > 0
     if px.shape[1] < 2:
         return np.zeros(len(px), dtype=bool)
-    gap = (~present[:, :-1] & present[:, 1:]).any(axis=1)
-    step = np.diff(px, axis=1)
+    gap = ~present[:, :-1] & present[:, 1:]
+    step = px[:, 1:] - px[:, :-1]
     both = present[:, :-1] & present[:, 1:]
     wrong = (step >= 0) if descending else (step <= 0)
-    return np.asarray(gap | (wrong & both).any(axis=1), dtype=bool)
+    return _rows_any(gap | (wrong & both))
 
 
 def merge_rejections(total: dict[str, int], more: Mapping[str, int]) -> dict[str, int]:

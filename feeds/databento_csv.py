@@ -56,6 +56,9 @@ FIXED_POINT_MIN = 1e6
 FIXED_DIVISOR = 1e9  # divide (correctly rounded), never multiply by 1e-9
 UNDEF_PRICE_MIN = 9.2e18
 _DICT = pa.dictionary(pa.int32(), pa.string())
+#: CSV parse block: 0.5-2 MB blocks parse ~2x faster than 8-64 MB ones (cache-sized; measured
+#: on FROG); chunks of ``chunk_rows`` rows are re-assembled from the blocks afterwards.
+MAX_BLOCK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +273,7 @@ def iter_csv(
     lay = sniff_layout(path)
     types = _column_types(lay, iso_as_string)
     row_bytes = max(64, len(read_head(path, 4096).split(b"\n", 1)[0]))
-    block = int(min(64 << 20, max(1 << 16, chunk_rows * row_bytes * 1.2)))
+    block = int(min(MAX_BLOCK_BYTES, max(1 << 16, chunk_rows * row_bytes * 1.2)))
     read_opts = pacsv.ReadOptions(column_names=lay.names, skip_rows=1, block_size=block, use_threads=True)
     parse = pacsv.ParseOptions(invalid_row_handler=skip_bad_row)
     conv = pacsv.ConvertOptions(column_types=types, include_columns=list(types), strings_can_be_null=True)

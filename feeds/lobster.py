@@ -51,6 +51,9 @@ NAME = re.compile(
 PRICE_DIVISOR = 10_000.0  # divide: correctly rounded, 1234500 -> 123.45 exactly
 DUMMY_PRICE = 9_999_999_999
 NEW_YORK = ZoneInfo("America/New_York")
+#: CSV parse block: 0.5-2 MB blocks parse ~2x faster than 8-64 MB ones (cache-sized; measured
+#: on FROG); chunks of ``chunk_rows`` rows are re-assembled from the blocks afterwards.
+MAX_BLOCK_BYTES = 1 << 20
 _TYPE_TO_ACTION = np.array(["N", "A", "C", "C", "T", "T", "T", "N"])
 
 
@@ -102,7 +105,7 @@ def _reader(
     path: Path, names: list[str], types: dict[str, pa.DataType], chunk_rows: int, stack_: ExitStack
 ) -> Iterator[pa.Table]:
     row_bytes = max(32, len(read_head(path, 8192).split(b"\n", 1)[0]))
-    block = int(min(64 << 20, max(1 << 16, chunk_rows * row_bytes * 1.2)))
+    block = int(min(MAX_BLOCK_BYTES, max(1 << 16, chunk_rows * row_bytes * 1.2)))
     stream = stack_.enter_context(open_stream(path))
     reader = pacsv.open_csv(
         stream,
