@@ -9,7 +9,7 @@ import pytest
 from agent.errors import ConfigError
 from feeds.kafka import KafkaSink, KafkaSource, create_topics
 from feeds.ports import TopicPartition, next_offsets, transaction
-from tests.integration.kafka_helpers import consume, drain
+from tests.integration.kafka_helpers import committed_eventually, consume, drain
 
 pytestmark = pytest.mark.kafka
 
@@ -41,7 +41,7 @@ async def test_kafka_transaction_outputs_and_offsets_visible_only_after_commit(
         assert await inputs.committed(tp) is None
         await tx.commit()
         assert [r.value for r in await consume(committed_reader, 2)] == [b"child-1", b"state-1"]
-        assert await inputs.committed(tp) == 3
+        assert await committed_eventually(inputs, tp, 3) == 3
 
 
 async def test_kafka_aborted_transaction_invisible_and_offsets_not_committed(
