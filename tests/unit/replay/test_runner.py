@@ -162,3 +162,10 @@ def test_split_days_replays_the_last_day_and_keeps_the_others_as_history() -> No
     assert (start, s0) == (T0, T0) and end == s1 == T0 + 4 * MIN  # floored / ceiled to the minute
     with pytest.raises(ValueError, match="after"):
         resolve_window(days, "09:40", "09:35")
+
+
+def test_twap_through_the_engine_sends_equal_children_when_liquidity_allows() -> None:
+    res = replay(_book(depth=1000.0), _spec(q=6000.0, max_participation=0.5, strategies=("twap", "ac")))
+    for run in res.windows[0].runs.values():
+        assert [c.quantity for c in run.children] == [200.0] * 30  # Q / N every period
+        assert run.filled == pytest.approx(6000.0)
