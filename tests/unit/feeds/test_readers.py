@@ -150,12 +150,15 @@ def test_directory_expands_and_lobster_pair_is_read_once(files: dict[str, Path])
     assert {"FROG", "ESH1", "AAPL"} <= set(r.batch.symbol)
 
 
-def test_sample_day_in_the_repository_reads_cleanly() -> None:
+def test_embedded_sample_day_reads_cleanly_from_its_directory() -> None:
     sample = Path(__file__).resolve().parents[3] / "data" / "sample"
-    found = sorted(p for p in sample.glob("*") if p.is_file() and not p.name.startswith("."))
-    if not found:
-        pytest.skip("data/sample is produced by replay/synthetic.py; not committed yet")
+    files = expand_paths([sample])
+    assert [p.name for p in files] == ["sample.mbp10.csv.zst"]  # README.md is not a data file
     r = read_book(sample)
-    assert len(r.batch) > 1_000
+    assert r.rejected == {}
     assert r.batch.levels == 10
-    assert sum(r.rejected.values()) < 0.001 * len(r.batch)
+    assert set(r.batch.symbol) == {"SYNA", "SYNB"}
+    for sym in ("SYNA", "SYNB"):
+        b = r.batch.for_symbol(sym)
+        assert len(b) > 10_000 and int(b.is_trade().sum()) > 1_000
+        assert np.all(np.diff(b.ts_event) >= 0)
