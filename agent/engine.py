@@ -138,6 +138,13 @@ class _ParentState:
     next_period: int = 0
     done: bool = False
     cum_volume_at_decision: float = 0.0
+    fill_ids: set[str] = field(default_factory=set)
+    last_plan: tuple[float, ...] = ()
+    status: str = "active"  # active | completed | cancelled | expired
+
+    def finish(self, status: str) -> None:
+        self.done = True
+        self.status = status
 
     @property
     def remaining(self) -> float:
@@ -178,7 +185,6 @@ class ExecutionEngine:
         self.kill_switch = False
         self.parents: dict[str, _ParentState] = {}
         self.symbols: dict[str, _SymbolState] = {}
-        self.fills_seen: set[str] = set()
         self.decisions: list[DecisionRecord] = []
         self.counters: Counter[str] = Counter()
 
@@ -203,7 +209,7 @@ class ExecutionEngine:
         st = self.parents.get(parent_id)
         if st is None or st.done:
             return False
-        st.done = True
+        st.finish("cancelled")
         self.counters["parent_cancelled"] += 1
         return True
 
@@ -219,21 +225,21 @@ class ExecutionEngine:
     # ------------------------------------------------------------- fills
     def on_fill(self, fill: Fill) -> bool:
         """Apply a fill; False when it is a duplicate or for an unknown parent."""
-        if fill.fill_id in self.fills_seen:
-            self.counters["duplicate_fill"] += 1
-            return False
         st = self.parents.get(fill.parent_id)
         if st is None:
             self.counters["unknown_parent_fill"] += 1
             return False
-        self.fills_seen.add(fill.fill_id)
+        if fill.fill_id in st.fill_ids:
+            self.counters["duplicate_fill"] += 1
+            return False
+        st.fill_ids.add(fill.fill_id)
         qty = min(fill.quantity, st.remaining)
         if qty < fill.quantity:
             self.counters["overfill"] += 1
         st.filled += qty
         st.notional += qty * fill.price
         if st.remaining <= 0:
-            st.done = True
+            st.finish("completed")
         return True
 
     # -------------------------------------------------------------- books
@@ -302,7 +308,7 @@ class ExecutionEngine:
         ts = int(batch.ts_event[i])
         k = int((ts - p.start_ns) // p.period_ns)
         if k >= p.n_periods or ts >= p.end_ns:
-            st.done = True
+            st.finish("expired")
             self.counters["parent_expired"] += 1
             return None
         st.next_period = k + 1
@@ -330,6 +336,7 @@ class ExecutionEngine:
         if plan.fallback:
             self.counters[f"fallback:{plan.fallback}"] += 1
         planned = float(plan.schedule[0]) if len(plan.schedule) else 0.0
+        st.last_plan = tuple(float(x) for x in plan.schedule)
         clamped = risk.clamp_child_quantity(planned, remaining, float(cap[0]), self.settings.risk)
         qty = st.rounder.round(clamped, remaining)
         if qty > clamped + 1e-9:  # rounding up (carry) must not break the cap: whole lots below it

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CORE = [
     "model", "impact", "impact_curves", "impact_fit", "profile", "volume", "mpc", "kkt", "blocking",
-    "risk", "engine",
+    "risk", "engine", "engine_state",
 ]
 CORE_ALLOWED = {"numpy", "scipy", "osqp", "agent", "__future__"}
 FEEDS_FORBIDDEN_AGENT = {"agent.service", "agent.cli", "agent.engine", "agent.mpc", "agent.metrics"}

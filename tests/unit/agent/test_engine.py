@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -29,7 +31,7 @@ def _drive(engine: ExecutionEngine, book: BookBatch, parent: ParentOrder, *, fil
     cuts = np.searchsorted(book.ts_event, [parent.period_start_ns(k) for k in range(parent.n_periods + 1)])
     edges = [0, *cuts[1:].tolist(), len(book)]
     children: list[ChildOrder] = []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
+    for a, b in itertools.pairwise(edges):
         if b <= a:
             continue
         chunk = book[a:b]
