@@ -148,7 +148,7 @@ def write_parquet(
             if writer is None:
                 schema = schema_for(batch.levels, batch.ts_recv is not None)
                 writer = pq.ParquetWriter(str(out), schema, compression=COMPRESSION)
-            table = batch_to_table(batch)
+            table = batch_to_table(_conform(batch, writer.schema, out))
             if table.schema != writer.schema:
                 table = table.cast(writer.schema)
             writer.write_table(table, row_group_size=row_group_rows)
@@ -159,6 +159,25 @@ def write_parquet(
         if writer is not None:
             writer.close()
     return rows
+
+
+def _conform(batch: BookBatch, schema: pa.Schema, out: str | os.PathLike[str]) -> BookBatch:
+    """Fit a later batch to the file's schema: pad shallower books with empty levels,
+    drop ``ts_recv`` if the file has none; refuse deeper books or a missing ``ts_recv``."""
+    from feeds.readers import pad_levels
+
+    levels = int(schema.metadata[b"mpc_agent.levels"])
+    if batch.levels > levels:
+        raise SchemaError(f"{out}: a {batch.levels}-level batch after {levels}-level ones; put the deepest file first")
+    has_recv = "ts_recv" in schema.names
+    if has_recv and batch.ts_recv is None:
+        raise SchemaError(f"{out}: a batch without ts_recv after batches with it; convert such files separately")
+    if not has_recv and batch.ts_recv is not None:
+        batch = BookBatch(**{**{f: getattr(batch, f) for f in _FIELDS}, "ts_recv": None})
+    return pad_levels(batch, levels)
+
+
+_FIELDS = ("ts_event", "symbol", "action", "side", "price", "size", "bid_px", "bid_sz", "ask_px", "ask_sz")
 
 
 def convert_to_parquet(

@@ -86,3 +86,15 @@ def test_foreign_parquet_is_a_schema_error(tmp_path: Path) -> None:
     pq.write_table(pa.table({"a": [1, 2]}), out)
     with pytest.raises(SchemaError, match=r"book\.v1"):
         list(iter_parquet(out))
+
+
+def test_write_pads_shallower_later_batches_and_refuses_deeper_ones(tmp_path: Path, frog: BookBatch) -> None:
+    deep = frog[:5]
+    shallow = BookBatch(**{**{f: getattr(deep, f) for f in FIELDS},
+                           **{f: getattr(deep, f)[:, :1] for f in ("bid_px", "bid_sz", "ask_px", "ask_sz")}})
+    out = tmp_path / "mixed.parquet"
+    assert write_parquet([deep, shallow], out) == 10
+    back = BookBatch.concat(list(iter_parquet(out)))
+    assert back.levels == 10 and np.isnan(back.bid_px[5:, 1:]).all() and (back.ask_sz[5:, 1:] == 0).all()
+    with pytest.raises(SchemaError, match="deepest file first"):
+        write_parquet([shallow, deep], tmp_path / "bad.parquet")
