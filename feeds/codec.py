@@ -10,7 +10,7 @@ breaking an invariant), both with a short stable ``reason`` from
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import pydantic
@@ -29,6 +29,7 @@ from feeds.messages import (
     MISSING_FIELD,
     MODELS,
     NOT_AN_OBJECT,
+    NULL_VALUE,
     OVERSIZE,
     REASONS,
     SCHEMA_REASONS,
@@ -50,6 +51,8 @@ from feeds.messages import (
     WireMessage,
     parse_iso_ns,
 )
+
+M = TypeVar("M", bound=WireMessage)
 
 _TYPE_REASONS = {
     "missing": MISSING_FIELD,
@@ -79,7 +82,7 @@ def _raise(reason: str, detail: str) -> NoReturn:
 
 
 def decode(
-    raw: bytes,
+    raw: bytes | None,
     *,
     expected: set[str] | frozenset[str] | None = None,
     max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
@@ -88,7 +91,7 @@ def decode(
 
     Parameters
     ----------
-    raw : the Kafka record value (UTF-8 JSON object).
+    raw : the Kafka record value (UTF-8 JSON object); None (a tombstone) -> ``null_value``.
     expected : schema names accepted on this topic (None: any known schema).
     max_bytes : size limit; larger values are rejected with ``oversize``.
 
@@ -97,10 +100,10 @@ def decode(
     MessageSchemaError, agent.errors.ValidationError
         With ``.reason`` one of :data:`REASONS`.
     """
-    if raw is None or len(raw) > max_bytes:
-        size = "null" if raw is None else f"{len(raw)} bytes"
-        raise MessageSchemaError(OVERSIZE if raw is not None else INVALID_JSON,
-                                 f"message value is {size} (limit {max_bytes})")
+    if raw is None:
+        raise MessageSchemaError(NULL_VALUE, "null_value: the record has no value (a tombstone?)")
+    if len(raw) > max_bytes:
+        raise MessageSchemaError(OVERSIZE, f"oversize: message value is {len(raw)} bytes (limit {max_bytes})")
     try:
         bytes(raw).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -123,6 +126,16 @@ def decode(
         msg: Message = model.model_validate(obj)  # type: ignore[assignment]
     except pydantic.ValidationError as exc:
         _raise(*_reason_of(exc))
+    return msg
+
+
+def decode_as(
+    raw: bytes | None, model: type[M], *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> M:
+    """:func:`decode` restricted to one schema, typed: ``decode_as(v, FillMsg) -> FillMsg``."""
+    msg = decode(raw, expected={model.SCHEMA}, max_bytes=max_bytes)
+    if not isinstance(msg, model):  # unreachable: ``expected`` pins the schema
+        raise MessageSchemaError(UNEXPECTED_SCHEMA, f"unexpected_schema: wanted {model.SCHEMA}")
     return msg
 
 
@@ -278,6 +291,6 @@ __all__ = [
     "AgentStateMsg", "ChildOrderMsg", "FillMsg", "ImpactMsg", "Mbp10", "Message",
     "MessageSchemaError", "ParentCancelMsg", "ParentOrderMsg", "SolverMsg", "ValidationError", "WireMessage",
     "batch_row_to_mbp10", "books_to_batch", "build", "child_from_model", "child_to_model",
-    "decode", "encode", "fill_from_model", "fill_to_model", "parent_from_model",
+    "decode", "decode_as", "encode", "fill_from_model", "fill_to_model", "parent_from_model",
     "parent_to_model", "parse_iso_ns",
 ]

@@ -43,6 +43,7 @@ OVERSIZE = "oversize"
 INVALID_UTF8 = "invalid_utf8"
 INVALID_JSON = "invalid_json"
 NOT_AN_OBJECT = "not_an_object"
+NULL_VALUE = "null_value"
 UNKNOWN_SCHEMA = "unknown_schema"
 UNEXPECTED_SCHEMA = "unexpected_schema"
 MISSING_FIELD = "missing_field"
@@ -57,7 +58,7 @@ LEVELS_MISMATCH = "levels_mismatch"
 TOO_MANY_LEVELS = "too_many_levels"
 INVALID_CHILD_ORDER_ID = "invalid_child_order_id"
 SCHEMA_REASONS: tuple[str, ...] = (
-    OVERSIZE, INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, UNKNOWN_SCHEMA, UNEXPECTED_SCHEMA,
+    NULL_VALUE, OVERSIZE, INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, UNKNOWN_SCHEMA, UNEXPECTED_SCHEMA,
     MISSING_FIELD, UNEXPECTED_FIELD, INVALID_TYPE,
 )
 VALUE_REASONS: tuple[str, ...] = (

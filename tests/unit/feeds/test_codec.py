@@ -24,6 +24,7 @@ from feeds.codec import (
     child_from_model,
     child_to_model,
     decode,
+    decode_as,
     encode,
     fill_from_model,
     fill_to_model,
@@ -50,7 +51,7 @@ def _raw(base: dict[str, Any], **change: Any) -> bytes:
     return json.dumps({k: v for k, v in d.items() if v is not ...}).encode()
 
 
-def _reason(raw: bytes, **kw: Any) -> str:
+def _reason(raw: bytes | None, **kw: Any) -> str:
     with pytest.raises(DataError) as err:
         decode(raw, **kw)
     reason = err.value.reason  # type: ignore[attr-defined]
@@ -124,6 +125,19 @@ def test_decode_bad_message_raises_with_stable_reason(
     assert reason in str(err.value)
 
 
+def test_decode_null_value_tombstone_rejected() -> None:
+    assert _reason(None) == "null_value"
+
+
+def test_decode_as_returns_the_model_and_refuses_other_schemas() -> None:
+    book = decode_as(_raw(BOOK), Mbp10)
+    assert book.bid_px == [10.0, 9.9]
+    assert _reason(_raw(BOOK), expected={"fill.v1"}) == "unexpected_schema"
+    with pytest.raises(MessageSchemaError) as err:
+        decode_as(_raw(BOOK), ParentOrderMsg)
+    assert err.value.reason == "unexpected_schema"
+
+
 def test_decode_oversize_rejected_before_parsing() -> None:
     raw = _raw(BOOK, symbol="F" * 200)
     assert _reason(raw, max_bytes=100) == "oversize"
@@ -143,7 +157,8 @@ def test_decode_child_order_with_foreign_id_rejected() -> None:
 
 
 def test_decode_every_reason_is_exercised_by_a_test() -> None:
-    tested = {reason for _, reason, _ in CASES} | {"oversize", "unexpected_schema", "invalid_child_order_id"}
+    tested = {reason for _, reason, _ in CASES} | {
+        "oversize", "unexpected_schema", "invalid_child_order_id", "null_value"}
     assert len(set(REASONS)) == len(REASONS)
     assert tested == set(REASONS)
 
