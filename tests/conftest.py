@@ -31,6 +31,7 @@ KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
 TESTCONTAINERS_IMAGE = "confluentinc/cp-kafka:7.7.1"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "kafka_bootstrap" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("kafka"):
