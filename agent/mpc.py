@@ -261,6 +261,7 @@ class RecedingHorizonQP:
             yd = prev.y_dollars * (unit / c)
             y[:act] = yd[old]
             y[s: s + act] = yd[s + old]
+            y[act:s] = yd[s - 1]  # past the deadline r is constant: same multiplier
             y[2 * s] = yd[2 * s]
         self._solver.warm_start(np.concatenate((x, r)), y)
 
