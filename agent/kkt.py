@@ -240,3 +240,33 @@ def repair_sum(x: FloatArray, cap: FloatArray, target: float) -> FloatArray:
             break
         x = np.clip(x + d * room / tot, 0.0, cap)
     return x
+
+
+def fallback_schedule(remaining: float, beta: FloatArray, gamma: FloatArray, cap: FloatArray,
+                      previous: FloatArray | None, *, exact_ok: bool
+                      ) -> tuple[FloatArray, float, str]:
+    """Plan used when the QP solver fails: ``(schedule, shortfall, name)``.
+
+    In order: the exact separable solution (``exact_ok``, valid data); the
+    previous plan's last ``P`` periods rescaled to the remainder, clipped to the
+    caps, with what the clipping removed spread evenly over the room left
+    (``fallback-shifted``); an even split under the caps (``fallback-even``).
+    NaN caps count as 0 (unknown capacity is not used).
+    """
+    n = beta.size
+    caps = np.where(np.isnan(cap), 0.0, np.maximum(cap, 0.0))
+    shortfall = max(0.0, remaining - float(caps.sum()))
+    if exact_ok:
+        try:
+            x, shortfall = solve_separable_exact(remaining, beta, gamma, caps)
+            return x, shortfall, "exact"
+        except ValueError:
+            pass
+    if previous is not None and previous.size >= n:
+        base = previous[previous.size - n:]
+        if base.sum() > 0:
+            cand = np.minimum(base * ((remaining - shortfall) / base.sum()), caps)
+            top, _ = even_split(remaining - shortfall - cand.sum(), caps - cand)
+            return cand + top, shortfall, "fallback-shifted"
+    x, shortfall = even_split(remaining, caps)
+    return x, shortfall, "fallback-even"

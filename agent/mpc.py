@@ -52,6 +52,7 @@ from agent.errors import ConfigError
 from agent.kkt import (
     active_set_qp,
     even_split,
+    fallback_schedule,
     model_cost,
     repair_sum,
     slot_qp,
@@ -293,27 +294,10 @@ class RecedingHorizonQP:
         self.fallbacks[reason] += 1
         log.warning("QP fallback (%s) with %d periods left; total fallbacks %s", reason, b.size,
                     dict(self.fallbacks))
-        n = b.size
+        prev = self._prev.schedule if self._prev is not None else None
         r_eff = r_tot if math.isfinite(r_tot) else 0.0
-        caps = np.where(np.isnan(u), 0.0, np.maximum(u, 0.0))
-        name = ""
-        sched: FloatArray | None = None
-        shortfall = max(0.0, r_eff - float(caps.sum()))
-        if exact_ok and w == 0.0:
-            try:
-                sched, shortfall = solve_separable_exact(r_eff, b, g, caps)
-                name = "exact"
-            except ValueError:
-                sched = None
-        if sched is None and self._prev is not None and self._prev.schedule.size >= n:
-            base = self._prev.schedule[self._prev.schedule.size - n:]
-            if base.sum() > 0:
-                cand = np.minimum(base * ((r_eff - shortfall) / base.sum()), caps)
-                top, _ = even_split(r_eff - shortfall - cand.sum(), caps - cand)
-                sched, name = cand + top, "fallback-shifted"
-        if sched is None:
-            sched, shortfall = even_split(r_eff, caps)
-            name = "fallback-even"
+        sched, shortfall, name = fallback_schedule(r_eff, b, g, u, prev,
+                                                   exact_ok=exact_ok and w == 0.0)
         self._prev = _Previous(sched)
         ok = bool(np.all(np.isfinite(b)) and np.all(np.isfinite(g)))
         obj = model_cost(sched, b, g, remaining=r_eff, risk_aversion=w, sigma=1.0) if ok else math.nan
