@@ -187,7 +187,7 @@ class RecedingHorizonQP:
         u = u.copy()
         if first_slot_limit is not None and n:
             u[0] = min(u[0], max(float(first_slot_limit), 0.0))
-        w = float(risk_aversion) * float(sigma) ** 2
+        w = float(risk_aversion) * float(sigma) ** 2 if risk_aversion != 0 else 0.0
         if n == 0 or (math.isfinite(r_tot) and r_tot <= 0):
             self._prev = _Previous(np.zeros(n))
             return Plan(np.zeros(n), 0.0, 0.0, SolverInfo("trivial", "nothing to do", 0, _us(t0)))
@@ -219,7 +219,7 @@ class RecedingHorizonQP:
         sched = expand(layout, x_slots, agg.weights)
         y = np.asarray(y_all, dtype=np.float64) * (c / unit)
         self._prev = _Previous(sched, layout, y)
-        obj = model_cost(sched, b, g, remaining=r_tot, risk_aversion=risk_aversion, sigma=sigma)
+        obj = model_cost(sched, b, g, remaining=r_tot, risk_aversion=w, sigma=1.0)
         info = SolverInfo("osqp", status, iters, _us(t0))
         return Plan(sched, obj, shortfall, info, None)
 

@@ -215,3 +215,11 @@ def test_direct_and_public_osqp_paths_give_identical_plans() -> None:
                          sigma=1.0)
         assert np.array_equal(a.schedule, b.schedule)
         assert a.solver.iterations == b.solver.iterations
+
+
+def test_solve_without_risk_aversion_ignores_an_unknown_volatility() -> None:
+    beta, gamma, cap = instance()
+    qp = RecedingHorizonQP(40)
+    plan = qp.solve(10_000.0, beta, gamma, cap, risk_aversion=0.0, sigma=float("nan"))
+    assert plan.fallback is None and plan.solver.name == "osqp"
+    assert np.isfinite(plan.objective)
