@@ -12,8 +12,7 @@ two cases: ``separable`` (impact only) and ``risk`` (plus L sigma^2 sum r_k^2):
 - ``cvxpy-param``     cvxpy with Parameters, built once, OSQP (eps 1e-3, polish; no
                       warm start, see OSQP_KW)
 - ``cvxpy-rebuilt``   cvxpy problem rebuilt every period, OSQP (same settings)
-- ``slsqp``           scipy SLSQP with analytic gradient (few periods; not run at
-                      N = 1000, ~10 s per solve at N = 390 already)
+- ``slsqp``           scipy SLSQP with analytic gradient (few periods at large N)
 - ``exact``           agent.kkt.solve_separable_exact (separable case only)
 
 Reported per method: median and p99 wall time of one period's solve (us),
@@ -25,11 +24,18 @@ over the periods both methods ran.
     python bench/solver.py [--quick] [--json bench/out/solver.json]
 """
 
+# ruff: noqa: E402  (BLAS thread count must be set before numpy is imported)
 from __future__ import annotations
+
+import os
+
+# one BLAS thread for every method (OSQP and the oracle are single-threaded; SLSQP's
+# timings swung from 0.2 s to 10 s per solve on this shared 2-core machine otherwise)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import argparse
 import gc
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -96,18 +102,21 @@ def run_cold(path: list[Instance], w: float, n: int) -> list[tuple]:
     return res
 
 
-def _cvx_problem(p: int, r: Any, b: Any, sg: Any, u: Any, w: Any) -> tuple[cp.Problem, cp.Variable]:
+def _cvx_problem(p: int, r: Any, b: Any, sg: Any, u: Any, sw: Any,
+                 swr: Any) -> tuple[cp.Problem, cp.Variable]:
+    """``b'x + ||sg * x||^2 + ||swr - sw * cumsum(x)||^2`` (sw = sqrt(w), swr = sqrt(w) R: DPP)."""
     x = cp.Variable(p)
     obj = b @ x + cp.sum_squares(cp.multiply(sg, x))
-    if not (isinstance(w, float) and w == 0.0):
-        obj = obj + w * cp.sum_squares(r - cp.cumsum(x))
+    if sw is not None:
+        obj = obj + cp.sum_squares(swr - sw * cp.cumsum(x))
     return cp.Problem(cp.Minimize(obj), [x >= 0, x <= u, cp.sum(x) == r]), x
 
 
 def run_cvxpy_param(path: list[Instance], w: float, n: int) -> list[tuple]:
     pr, pb, psg, pu = cp.Parameter(), cp.Parameter(n), cp.Parameter(n, nonneg=True), cp.Parameter(n)
-    pw = cp.Parameter(nonneg=True)
-    prob, x = _cvx_problem(n, pr, pb, psg, pu, pw if w > 0 else 0.0)
+    psw, pswr = cp.Parameter(nonneg=True), cp.Parameter()
+    prob, x = _cvx_problem(n, pr, pb, psg, pu, psw if w > 0 else None, pswr)
+    assert prob.is_dpp()
     res = []
     for r, b, g, u in path:
         p = b.size
@@ -116,7 +125,8 @@ def run_cvxpy_param(path: list[Instance], w: float, n: int) -> list[tuple]:
         pb.value = np.concatenate((b, np.zeros(n - p)))
         psg.value = np.concatenate((np.sqrt(g), np.zeros(n - p)))
         pu.value = np.concatenate((np.minimum(u, r), np.zeros(n - p)))
-        pw.value = w
+        psw.value = np.sqrt(w)
+        pswr.value = np.sqrt(w) * r
         prob.solve(solver=cp.OSQP, **OSQP_KW)
         dt = time.perf_counter() - t0
         its = prob.solver_stats.num_iters if prob.solver_stats else -1
@@ -128,7 +138,8 @@ def run_cvxpy_rebuilt(path: list[Instance], w: float, n: int) -> list[tuple]:
     res = []
     for r, b, g, u in path:
         t0 = time.perf_counter()
-        prob, x = _cvx_problem(b.size, r, b, np.sqrt(g), np.minimum(u, r), w)
+        sw = np.sqrt(w) if w > 0 else None
+        prob, x = _cvx_problem(b.size, r, b, np.sqrt(g), np.minimum(u, r), sw, (sw or 0.0) * r)
         prob.solve(solver=cp.OSQP, **OSQP_KW)
         dt = time.perf_counter() - t0
         res.append((dt, np.clip(x.value, 0, None), prob.solver_stats.num_iters))
@@ -188,7 +199,7 @@ def bench_case(n: int, case: str, quick: bool) -> tuple[list[dict[str, Any]], di
     path, w_risk = order_path(n)
     w = w_risk if case == "risk" else 0.0
     slow_periods = {50: 50, 390: 12 if quick else 30, 1000: 8}[n]
-    slsqp_periods = {50: 20 if quick else 50, 390: 1 if quick else 3, 1000: 0}[n]
+    slsqp_periods = {50: 20 if quick else 50, 390: 3 if quick else 10, 1000: 2}[n]
     param_periods = {50: 50, 390: 60 if quick else 390, 1000: 40 if quick else 200}[n]
     methods: dict[str, tuple[Callable[..., list[tuple]], int]] = {
         "ours": (lambda p, w, n: run_ours(p, w, n, SolverSettings()), n),
