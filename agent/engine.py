@@ -46,10 +46,28 @@ from agent.volume import IntradayProfile, VolatilityEstimator, VolumeEstimator
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
-    """Engine parameters (units in the names). Built from ``agent.config`` by the CLI."""
+    """Engine parameters (units in the names). Built from ``agent.config`` by the CLI.
+
+    Impact forecasts: every slot uses the estimate of half-life
+    ``impact_half_life_s`` times the intraday profile. Optionally
+    (``impact_now_half_life_s``) the current slot uses a second, faster
+    estimate, so the planner trades more when the book is cheaper than its
+    recent level; off by default: on the synthetic sample it only moved
+    volume in time (a timing bet whose sign follows the drift, no cost
+    saving), see ``bench/mpc_ablation.py``. ``min_convexity`` floors gamma at that fraction of
+    ``beta / (R / P)`` (the quadratic term is at least that share of the
+    linear one at the even slice): it makes the optimum unique, equal to TWAP
+    when forecasts are flat, instead of an arbitrary point of a flat optimum.
+    ``max_child_multiple`` is the model's trust region: model-based policies
+    plan no slot above that multiple of the even slice ``R / P``, the range
+    the impact curve was fitted on (``size_grid_multiple``).
+    """
 
     max_participation: float = 0.2
     impact_half_life_s: float = 300.0
+    impact_now_half_life_s: float | None = None
+    min_convexity: float = 0.01
+    max_child_multiple: float = 4.0
     volume_half_life_s: float = 1800.0
     volatility_half_life_s: float = 1800.0
     penalty_ticks: float = 3.0
@@ -76,6 +94,7 @@ class DecisionInput:
     mid: float
     ts_ns: int
     traded_since_last_decision: float
+    max_child: float = float("inf")
 
 
 class Policy(Protocol):
@@ -99,7 +118,7 @@ class MPCPolicy:
 
     def decide(self, d: DecisionInput) -> Plan:
         return self.qp.solve(
-            d.remaining, d.beta, d.gamma, d.cap,
+            d.remaining, d.beta, d.gamma, np.minimum(d.cap, d.max_child),
             risk_aversion=d.parent.risk_aversion, sigma=d.sigma,
         )
 
@@ -132,6 +151,7 @@ class _ParentState:
     parent: ParentOrder
     policy: Policy
     impact: OnlineImpactEstimator
+    impact_now: OnlineImpactEstimator | None
     rounder: LotRounder
     filled: float = 0.0
     notional: float = 0.0
@@ -196,12 +216,16 @@ class ExecutionEngine:
             return
         n = parent.n_periods
         sizes = default_sizes(parent.quantity, n, multiple=self.settings.size_grid_multiple)
-        impact = OnlineImpactEstimator(
-            parent.side, sizes, half_life_s=self.settings.impact_half_life_s,
-            penalty_ticks=self.settings.penalty_ticks, tick=self.settings.tick,
+        impact, impact_now = (
+            None if hl is None else
+            OnlineImpactEstimator(parent.side, sizes, half_life_s=hl,
+                                  penalty_ticks=self.settings.penalty_ticks, tick=self.settings.tick)
+            for hl in (self.settings.impact_half_life_s, self.settings.impact_now_half_life_s)
         )
+        assert impact is not None
         self.parents[parent.parent_id] = _ParentState(
-            parent, self.policy_factory(parent, self.settings), impact, LotRounder(parent.lot_size)
+            parent, self.policy_factory(parent, self.settings), impact, impact_now,
+            LotRounder(parent.lot_size),
         )
         self._symbol(parent.symbol)
 
@@ -302,6 +326,8 @@ class ExecutionEngine:
             mkt.cum_volume += float(part.size[trades].sum())
         for st in parents:
             st.impact.update(part)
+            if st.impact_now is not None:
+                st.impact_now.update(part)
 
     def _decide(self, st: _ParentState, mkt: _SymbolState, batch: BookLike, i: int, now_ns: int | None) -> ChildOrder | None:
         p = st.parent
@@ -326,12 +352,14 @@ class ExecutionEngine:
         if reason is not None:
             self._skip(st, k, ts, remaining, mid, reason)
             return None
-        beta, gamma = st.impact.forecast(periods_left, ts_ns=ts, period_s=p.period_s, profile=self.profile)
+        beta, gamma = self._impact_forecast(st, periods_left, ts, remaining)
         vol = mkt.volume.forecast(periods_left, ts_ns=ts, profile=self.profile) * (p.period_s / mkt.volume.period_s)
         part = p.max_participation if p.max_participation is not None else self.settings.max_participation
         cap = np.where(vol > 0, part * vol, np.inf)
         sigma = mkt.volatility.sigma() * np.sqrt(p.period_s / mkt.volatility.period_s)
-        d = DecisionInput(p, k, periods_left, remaining, st.filled, beta, gamma, cap, vol, sigma, mid, ts, traded)
+        max_child = self.settings.max_child_multiple * remaining / periods_left
+        d = DecisionInput(p, k, periods_left, remaining, st.filled, beta, gamma, cap, vol, sigma, mid, ts,
+                          traded, max_child)
         plan = st.policy.decide(d)
         if plan.fallback:
             self.counters[f"fallback:{plan.fallback}"] += 1
@@ -350,14 +378,25 @@ class ExecutionEngine:
             self.counters["no_child" if qty <= 0 else f"skipped:{risk.LIMIT_PRICE}"] += 1
             return None
         self.counters["child_orders"] += 1
-        cur = st.impact.current()
         return ChildOrder(
             child_order_id=child_order_id(p.parent_id, k), parent_id=p.parent_id, symbol=p.symbol,
             side=p.side, quantity=qty, limit_price=limit, period_index=k, ts_event=ts,
             ts_init=self.clock() if self.clock else ts, remaining_before=remaining,
             plan=tuple(float(x) for x in plan.schedule[:5]), solver=plan.solver,
-            impact=ImpactParams(cur.beta, cur.gamma),
+            impact=ImpactParams(float(beta[0]), float(gamma[0])),
         )
+
+    def _impact_forecast(self, st: _ParentState, periods_left: int, ts: int, remaining: float,
+                         ) -> tuple[FloatArray, FloatArray]:
+        """``beta, gamma`` per remaining period, gamma floored by ``min_convexity``."""
+        p = st.parent
+        beta, gamma = st.impact.forecast(periods_left, ts_ns=ts, period_s=p.period_s, profile=self.profile)
+        if st.impact_now is not None:
+            now = st.impact_now.current()
+            beta, gamma = beta.copy(), gamma.copy()
+            beta[0], gamma[0] = now.beta, now.gamma
+        floor = self.settings.min_convexity * beta / max(remaining / periods_left, p.lot_size)
+        return beta, np.maximum(gamma, floor)
 
     def _skip(self, st: _ParentState, k: int, ts: int, remaining: float, mid: float, reason: str) -> None:
         self.counters[f"skipped:{reason}"] += 1

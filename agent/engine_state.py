@@ -44,6 +44,7 @@ def export_parent(engine: ExecutionEngine, parent_id: str) -> dict[str, Any]:
         "last_plan": list(st.last_plan),
         "rounder": st.rounder.state(),
         "impact": st.impact.state(),
+        "impact_now": None if st.impact_now is None else st.impact_now.state(),
         "symbol": {
             "volume": mkt.volume.state(),
             "volatility": mkt.volatility.state(),
@@ -66,6 +67,8 @@ def restore_parent(engine: ExecutionEngine, record: dict[str, Any]) -> str:
         parent=parent,
         policy=policy,
         impact=OnlineImpactEstimator.from_state(record["impact"]),
+        impact_now=None if record.get("impact_now") is None
+        else OnlineImpactEstimator.from_state(record["impact_now"]),
         rounder=LotRounder.from_state(record["rounder"]),
         filled=float(record["filled"]),
         notional=float(record["notional"]),

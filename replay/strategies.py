@@ -257,7 +257,7 @@ class OpenLoopPolicy(TargetSchedule):
 
     def build_targets(self, d: DecisionInput) -> FloatArray:
         qp = RecedingHorizonQP(self.parent.n_periods, settings=self.settings.solver)
-        plan = qp.solve(d.remaining, d.beta, d.gamma, d.cap,
+        plan = qp.solve(d.remaining, d.beta, d.gamma, np.minimum(d.cap, d.max_child),
                         risk_aversion=self.parent.risk_aversion, sigma=d.sigma)
         self.first = plan
         done_before = np.full(d.period_index, d.filled)
