@@ -47,6 +47,7 @@ class Inbound:
     md: BookBatch | None = None
     dlq: list[OutRecord] = field(default_factory=list)
     records: int = 0
+    flush: bool = False
 
     @property
     def empty(self) -> bool:
@@ -116,7 +117,7 @@ class Intake:
 
     def _decode(self, rec: Record, expected: frozenset[str], dlq: list[OutRecord]) -> Any | None:
         try:
-            return codec.decode(rec.value, expected=expected, max_bytes=self.max_message_bytes)  # type: ignore[arg-type]
+            return codec.decode(rec.value, expected=expected, max_bytes=self.max_message_bytes)
         except DataError as exc:
             self._reject(rec, str(getattr(exc, "reason", "invalid_value")), str(exc), dlq)
             return None

@@ -28,7 +28,7 @@ from agent.model import ChildOrder, Fill
 from feeds import codec
 from feeds.book import BookBatch
 from feeds.kafka import KafkaConnection, KafkaSink, KafkaSource
-from feeds.ports import OutRecord, Sink, Source
+from feeds.ports import OutRecord, Record, Sink, Source
 from replay.simulator import FillSimulator, SimulatorSettings
 
 log = logging.getLogger("replay.fill_responder")
@@ -67,23 +67,32 @@ class FillResponder:
         self._stop.set()
 
     async def run(self) -> None:
-        async with self.sink, self.source:
+        await self.sink.start()
+        await self.source.start()
+        try:
             while not self._stop.is_set():
                 got = await self.source.getmany(timeout_ms=100, max_records=1000)
                 out: list[OutRecord] = []
                 for recs in got.values():
                     for rec in recs:
-                        try:
-                            msg = codec.decode(rec.value, expected={"child_order.v1"})  # type: ignore[arg-type]
-                        except DataError as exc:
-                            self.rejected += 1
-                            log.warning("ignoring bad child order at offset %d: %s", rec.offset, exc)
-                            continue
-                        for f in self.venue(codec.child_to_model(msg)):  # type: ignore[arg-type]
-                            out.append(OutRecord(self.fills_topic, codec.encode(codec.fill_from_model(f)),
-                                                 key=f.parent_id.encode()))
+                        out.extend(self._answer(rec))
                 if out:
                     await self.sink.send_many(out)
+        finally:
+            await self.source.stop()
+            await self.sink.stop()
+
+    def _answer(self, rec: Record) -> list[OutRecord]:
+        try:
+            msg = codec.decode(rec.value or b"", expected={"child_order.v1"})
+        except DataError as exc:
+            self.rejected += 1
+            log.warning("ignoring bad child order at offset %d: %s", rec.offset, exc)
+            return []
+        if not isinstance(msg, codec.ChildOrderMsg):
+            return []
+        return [OutRecord(self.fills_topic, codec.encode(codec.fill_from_model(f)), key=f.parent_id.encode())
+                for f in self.venue(codec.child_to_model(msg))]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -73,7 +73,8 @@ def child_tuples(children: list) -> list[tuple[str, float, float, int]]:
     return [(c.child_order_id, c.quantity, c.limit_price, c.ts_event) for c in children]
 
 
-async def test_file_feed_service_child_orders_equal_replay_runner() -> None:
+@pytest.mark.parametrize(("batch_rows", "buffer_rows"), [(777, 5000), (50, 0), (50, 120)])
+async def test_file_feed_service_child_orders_equal_replay_runner(batch_rows: int, buffer_rows: int) -> None:
     book = make_book()
     p = parent()
     ref = run_strategy(book, p, mpc_policy, FillSimulator(book), strategy="mpc")
@@ -82,7 +83,8 @@ async def test_file_feed_service_child_orders_equal_replay_runner() -> None:
     engine = ExecutionEngine()
     venue = SimulatedVenue(book)
     svc = AgentService(engine, sink=MemorySink(bus), metrics=metrics(), clock=None, venue=venue,
-                       md_feed=FileFeed(book, speed_x=0, batch_rows=777))
+                       md_feed=FileFeed(book, speed_x=0, batch_rows=batch_rows),
+                       settings=ServiceSection(md_buffer_rows=buffer_rows))
     async with svc:
         await svc.submit(p)
         await svc.run(until_idle=True)
@@ -201,6 +203,27 @@ def test_conflate_latest_keeps_trades_decision_rows_and_the_newest_book() -> Non
         first = int(np.searchsorted(book.ts_event, T0 + k * 60 * NS_PER_S))
         assert book.ts_event[first] in set(kept.ts_event.tolist())
     assert len(kept) < len(book)
+
+
+async def test_rows_held_between_decisions_reach_the_engine_before_the_next_decision() -> None:
+    book = make_book(minutes=4)
+    engine = ExecutionEngine()
+    svc = AgentService(engine, sink=MemorySink(MemoryBus()), metrics=metrics(), clock=None,
+                       md_feed=FileFeed(book, batch_rows=10), settings=ServiceSection(md_buffer_rows=10_000))
+    seen: list[int] = []
+    real = engine.on_book
+
+    def spy(batch, **kw):  # type: ignore[no-untyped-def]
+        seen.append(len(batch))
+        return real(batch, **kw)
+
+    engine.on_book = spy  # type: ignore[method-assign]
+    async with svc:
+        await svc.submit(ParentOrder("P", "FROG", "buy", 500.0, T0 + 60 * NS_PER_S, T0 + 240 * NS_PER_S))
+        await svc.run(until_idle=True)
+    assert sum(seen) == len(book)  # every row reached the engine (the tail by the final flush)
+    assert len(seen) < len(book) / 10 / 2  # far fewer engine calls than batches
+    assert [d.period_index for d in engine.decisions] == [0, 1, 2]
 
 
 def test_chunks_split_rows_at_the_active_parents_period_boundaries() -> None:
