@@ -12,17 +12,18 @@ Phases (same broker, same run):
 2. ``agent_backlog``: the full ``AgentService`` draining the same backlog
    while running the 20 parent orders: sustained snapshot ingest rate
    (target >= 30,000 snapshots/s) and its ratio to the baseline.
-3. ``agent_paced``: the publisher sends the stream at ``--rate`` messages/s
-   (live-like); decision latency = arrival of the batch holding the snapshot
+3. ``agent_paced``: the publisher replays ``--latency-minutes`` of the stream
+   at ``--speed`` times real time (live-like: a 60 s period lasts 3 s at
+   20x); decision latency = arrival of the batch holding the snapshot
    that closes a period -> broker ack of the child order (target p99 <= 10 ms).
-   Run twice: parents all starting at 14:05 (stagger 0: the 20 symbols carry
-   the same data, so 20 decisions fall in the same batch and are solved one
-   after the other on the engine thread: the worst case) and with starts
-   staggered by ``--stagger-s`` seconds (decisions spread over the period).
+   Run twice: parent starts staggered by ``--stagger-s`` seconds (decisions
+   spread over the period, as on a desk) and all at 14:05 (stagger 0: the 20
+   symbols carry the same data, so 20 decisions fall in the same batch and are
+   solved one after the other on the engine thread: the worst case).
 
 Usage::
 
-    .venv/bin/python bench/live.py [--bootstrap H:P] [--minutes 60] [--rate 5000] [--json out.json]
+    .venv/bin/python bench/live.py [--bootstrap H:P] [--minutes 60] [--speed 20] [--json out.json]
 
 Without ``--bootstrap`` it uses KAFKA_BOOTSTRAP_SERVERS, else starts
 ``scripts/kafka-local``. Prints a table and writes JSON (bench/out/live.json).
@@ -68,8 +69,8 @@ def bootstrap(arg: str | None) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def workload(minutes: float) -> tuple[list[tuple[bytes, bytes]], int, int]:
-    """(key, value) messages of 20 symbols in time order, first and last ts_event."""
+def workload(minutes: float) -> tuple[list[tuple[bytes, bytes]], np.ndarray, int]:
+    """(key, value) messages of 20 symbols in time order, their ts_event, the last ts_event."""
     from feeds.file_feed import encode_rows
     from feeds.readers import read_book
 
@@ -81,24 +82,29 @@ def workload(minutes: float) -> tuple[list[tuple[bytes, bytes]], int, int]:
     assert all(v is not None for v in base)
     msgs = [(s.encode(), v.replace(b'"symbol":"FROG"', f'"symbol":"{s}"'.encode()))  # type: ignore[union-attr]
             for v in base for s in SYMBOLS]
-    return msgs, int(part.ts_event[0]), int(part.ts_event[-1])
+    return msgs, np.repeat(part.ts_event, len(SYMBOLS)), int(part.ts_event[-1])
 
 
-async def produce(conn: Any, topic: str, msgs: list[tuple[bytes, bytes]], rate: float = 0.0) -> float:
-    """Send ``msgs`` (all, or paced at ``rate`` msg/s in 10 ms slices); returns the wall time."""
+async def produce(conn: Any, topic: str, msgs: list[tuple[bytes, bytes]], ts: np.ndarray | None = None,
+                  speed_x: float = 0.0) -> float:
+    """Send ``msgs``: all at once, or paced in event time at ``speed_x`` times real time; wall time."""
     from feeds.kafka import KafkaSink
     from feeds.ports import OutRecord
 
     t0 = time.perf_counter()
-    async with KafkaSink(conn, linger_ms=5) as sink:
-        step = 2000 if rate <= 0 else max(1, int(rate / 100))
-        for i in range(0, len(msgs), step):
-            if rate > 0:
-                due = t0 + i / rate
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await sink.send_many([OutRecord(topic, v, key=k) for k, v in msgs[i:i + step]])
+    async with KafkaSink(conn, linger_ms=0 if speed_x > 0 else 5) as sink:
+        i, n = 0, len(msgs)
+        while i < n:
+            if speed_x > 0 and ts is not None:
+                due = ts[0] + (time.perf_counter() - t0) * speed_x * NS
+                j = int(np.searchsorted(ts, due, side="right"))
+                if j <= i:
+                    await asyncio.sleep(min(0.05, (ts[i] - due) / NS / speed_x))
+                    continue
+            else:
+                j = min(n, i + 2000)
+            await sink.send_many([OutRecord(topic, v, key=k) for k, v in msgs[i:j]])
+            i = j
     return time.perf_counter() - t0
 
 
@@ -129,7 +135,8 @@ def parents(stagger_s: float) -> list[Any]:
 
 
 async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float = 0.0,
-                    publish: list[tuple[bytes, bytes]] | None = None, rate: float = 0.0) -> dict[str, Any]:
+                    publish: list[tuple[bytes, bytes]] | None = None, ts: np.ndarray | None = None,
+                    speed_x: float = 0.0) -> dict[str, Any]:
     """Run the service on ``md_topic`` until every symbol reached ``t_last``."""
     from prometheus_client import CollectorRegistry
 
@@ -155,7 +162,7 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
         while not svc.health()[0]:
             await asyncio.sleep(0.05)
         task = asyncio.create_task(svc.run(), name="bench-agent")
-        pub = asyncio.create_task(produce(conn, md_topic, publish, rate)) if publish is not None else None
+        pub = asyncio.create_task(produce(conn, md_topic, publish, ts, speed_x)) if publish is not None else None
         t0: float | None = None
         while len(svc.processed_ts) < len(SYMBOLS) or min(svc.processed_ts.values()) < t_last:
             if t0 is None and svc.processed_ts:
@@ -185,7 +192,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     msgs, _, t_last = workload(args.minutes)
     n = len(msgs)
     tag = uuid.uuid4().hex[:6]
-    backlog, paced = f"bench.md.{tag}", f"bench.md.paced.{tag}"
+    backlog = f"bench.md.{tag}"
     await create_topics(conn, [backlog], partitions=4)
     produce_s = await produce(conn, backlog, msgs)
     raw_s = await bare_consume(conn, backlog, n)
@@ -196,11 +203,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     backlog_res = await run_agent(conn, backlog, t_last, stagger_s=args.stagger_s)
     rows.append({"phase": "agent_backlog", "messages": n, **backlog_res,
                  "vs_consumer": backlog_res["rate_per_s"] / (n / raw_s)})
-    for stagger in (0.0, args.stagger_s):
-        topic = f"{paced}.{stagger:g}"
+    lat_msgs, lat_ts, lat_last = workload(args.latency_minutes)
+    for stagger in (args.stagger_s, 0.0):
+        topic = f"bench.md.paced.{tag}.{stagger:g}"
         await create_topics(conn, [topic], partitions=4)
-        res = await run_agent(conn, topic, t_last, stagger_s=stagger, publish=msgs, rate=args.rate)
-        rows.append({"phase": f"agent_paced@{args.rate:g}/s stagger={stagger:g}s", "messages": n, **res})
+        res = await run_agent(conn, topic, lat_last, stagger_s=stagger, publish=lat_msgs, ts=lat_ts,
+                              speed_x=args.speed)
+        rows.append({"phase": f"agent_paced x{args.speed:g} stagger={stagger:g}s", "messages": len(lat_msgs),
+                     **res})
     return {"rows": rows, "targets": {"ingest_per_s": 30_000, "latency_ms_p99": 10.0},
             "workload": {"symbols": len(SYMBOLS), "messages": n, "minutes": args.minutes,
                          "parents": len(SYMBOLS), "period_s": 60, "stagger_s": args.stagger_s}}
@@ -210,7 +220,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bootstrap", default=None)
     ap.add_argument("--minutes", type=float, default=60.0)
-    ap.add_argument("--rate", type=float, default=5000.0, help="paced phase, messages per second")
+    ap.add_argument("--latency-minutes", type=float, default=15.0, help="data replayed in the paced phases")
+    ap.add_argument("--speed", type=float, default=20.0, help="paced phases: times real time")
     ap.add_argument("--stagger-s", type=float, default=3.0,
                     help="parent i starts i * stagger_s after 14:05 (0 = all 20 decide at once)")
     ap.add_argument("--json", default=str(ROOT / "bench" / "out" / "live.json"))
