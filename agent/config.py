@@ -54,7 +54,7 @@ class ServiceSection(_Section):
         default="all", description="'all': every valid row reaches the engine (replay parity); 'latest': "
         "per symbol and batch only trades and the newest book")
     md_buffer_rows: int = Field(
-        default=5000, ge=0, description="rows of a symbol held back while no decision is due, then "
+        default=2000, ge=0, description="rows held back while no decision is due, then "
         "fed in one engine call (0 = feed every batch at once)")
     max_batch_records: int = Field(default=5000, gt=0)
     poll_timeout_ms: int = Field(default=50, gt=0)

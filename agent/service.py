@@ -11,21 +11,16 @@ Each step of the main loop (:meth:`AgentService.step`):
 2. :class:`agent.intake.Intake` decodes and validates every record at the
    boundary; a bad one goes to the DLQ with its reason and is counted, never
    stopping the agent;
-3. one executor job applies, in this order, parent orders / cancels, fills
-   (de-duplicated by ``fill_id``) and then market data per symbol in time
-   order. Market data rows are split at the period boundaries of the
-   symbol's active parents, so that when a venue answers in-process (file
-   feed + simulator) the fills of period k reach the engine before the
-   decision of period k+1, exactly like ``replay.runner``;
+3. one job on the engine thread (:class:`agent.engine_driver.EngineDriver`)
+   applies, in this order, parent orders / cancels, fills (de-duplicated by
+   ``fill_id``) and market data (held back until a decision is due, then fed
+   in order per symbol and period chunk; see that module for the reasoning);
 4. the child orders decided are published (idempotent producer, key =
    parent_id) and the decision latency is observed at the broker's ack.
 
-Conflation (``md_conflation``): ``all`` passes every valid row (the
-estimators see every book, decisions happen on the first row past the
-boundary: identical to replay; the engine is vectorised per batch, so the cost
-per row is small next to decoding); ``latest`` keeps, per symbol and batch,
-every trade (volume), the first row at or after each period boundary (the
-decision book) and the newest book.
+:meth:`AgentService.run` pipelines the steps: batch N+1 is fetched and decoded
+on the loop while the engine thread works on batch N; engine jobs and
+publications stay in order.
 
 Staleness: with a ``clock`` the engine gets ``now_ns=clock()`` and refuses to
 trade on a book older than ``max_snapshot_age_ms``; a watchdog task flags
@@ -36,49 +31,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-import numpy as np
-
 from agent.config import ServiceSection, TopicsSection
 from agent.engine import ExecutionEngine
+from agent.engine_driver import EngineDriver, StepResult, Venue
 from agent.errors import FeedError, RetriableFeedError
 from agent.intake import Inbound, Intake
 from agent.metrics import AgentMetrics
-from agent.model import ChildOrder, Fill, ParentOrder
+from agent.model import ParentOrder
 from feeds import codec
 from feeds.book import BookBatch
-from feeds.ports import OutRecord, Sink, Source, next_offsets
+from feeds.ports import OutRecord, Record, Sink, Source, next_offsets
 
 log = logging.getLogger("agent.service")
 T = TypeVar("T")
-Venue = Callable[[ChildOrder], list[Fill]]
-"""In-process execution (file feed): child order -> fills, called on the engine thread."""
 
 SEND_RETRIES = 5
 COMMIT_INTERVAL_S = 1.0
 
 
 @dataclass
-class StepResult:
-    """What one engine job produced (handed back to the event loop)."""
+class _Work:
+    """One fetched and decoded batch waiting for the engine."""
 
-    children: list[ChildOrder] = field(default_factory=list)
-    venue_fills: list[Fill] = field(default_factory=list)
-    fills_applied: int = 0
-    fills_duplicate: int = 0
-    solves: list[tuple[str, int, float]] = field(default_factory=list)
-    fallbacks: list[str] = field(default_factory=list)
-    remaining: dict[str, float] = field(default_factory=dict)
+    inbound: Inbound
+    records: dict[str, list[Record]]
+    t_arrival: float
+    n: int
 
 
 class AgentService:
@@ -117,7 +105,7 @@ class AgentService:
         self.source, self.md_feed, self.clock, self.venue = source, md_feed, clock, venue
         self.commit_offsets = commit_offsets
         self.intake = Intake(self.topics, metrics, max_message_bytes=max_message_bytes, clock=clock)
-        self.fills_seen: set[str] = set()
+        self.driver = EngineDriver(engine, self.settings, clock=clock, venue=venue)
         self.children_sent = 0
         self.processed_ts: dict[str, int] = {}  # per symbol: newest ts_event fully processed
         self.decision_latencies_s: deque[float] = deque(maxlen=100_000)  # arrival -> ack (seconds)
@@ -127,9 +115,6 @@ class AgentService:
         self._started = self._stopped = False
         self._md_done = md_feed is None
         self._stale = False
-        self._decisions_seen = 0
-        self._held: dict[str, list[BookBatch]] = {}
-        self._held_rows: dict[str, int] = {}
         self._pending_offsets: dict[Any, int] = {}
         self._last_commit = time.monotonic()
 
@@ -208,6 +193,11 @@ class AgentService:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     @property
+    def fills_seen(self) -> set[str]:
+        """``fill_id``s applied so far (fills are de-duplicated on them)."""
+        return self.driver.fills_seen
+
+    @property
     def stopping(self) -> bool:
         return self._stop_requested
 
@@ -234,28 +224,48 @@ class AgentService:
     async def submit(self, parent: ParentOrder) -> None:
         """Start managing ``parent`` (from config, flags or a JSON file)."""
         await self.call(self.engine.submit, parent)
-        for sym, rem in (await self.call(self._remaining)).items():
+        for sym, rem in (await self.call(self.driver.remaining)).items():
             self.metrics.parent_remaining.labels(symbol=sym).set(rem)
 
     # ------------------------------------------------------------ running
     async def run(self, *, until_idle: bool = False) -> None:
         """Step until :meth:`request_stop`; with ``until_idle`` also return once the file feed is
-        exhausted and a step finds nothing more to do."""
-        while not self.stopping:
-            got = await self.step()
-            if until_idle and self._md_done and got == 0:
-                break
+        exhausted and a step finds nothing more to do.
+
+        Pipelined: batch N+1 is fetched and decoded on the loop while the engine thread works on
+        batch N; engine jobs and publications stay in order (one in flight at a time)."""
+        inflight: asyncio.Task[None] | None = None
+        try:
+            while not self.stopping:
+                work = await self._fetch()
+                if inflight is not None:
+                    await inflight
+                    inflight = None
+                if work is not None and work.n:
+                    inflight = asyncio.create_task(self._process(work), name="mpc-agent-process")
+                if until_idle and self._md_done and (work is None or work.n == 0):
+                    break
+        finally:
+            if inflight is not None:
+                await inflight
         await self.flush()
         await self._commit(force=True)
 
     async def flush(self) -> None:
-        """Feed the rows held back (see ``_feed``) to the engine and publish what it decides."""
-        if self._executor is not None and any(self._held_rows.values()):
+        """Feed the rows held back (see ``_hold_and_feed``) to the engine and publish what it decides."""
+        if self._executor is not None and self.driver.held_rows:
             t = time.perf_counter()
-            await self._publish(await self.call(self._engine_step, Inbound(flush=True)), [], t)
+            await self._publish(await self.call(self.driver.step, Inbound(flush=True)), [], t)
 
     async def step(self) -> int:
         """One getmany (and/or file batch) -> validate -> engine -> publish; returns items handled."""
+        work = await self._fetch()
+        if work is None:
+            return 0
+        await self._process(work)
+        return work.n
+
+    async def _fetch(self) -> _Work | None:
         s = self.settings
         file_batch: BookBatch | None = None
         if not self._md_done and self.md_feed is not None:
@@ -263,7 +273,7 @@ class AgentService:
                 file_batch = await anext(self.md_feed)
             except StopAsyncIteration:
                 self._md_done = True
-        records = {}
+        records: dict[str, list[Record]] = {}
         if self.source is not None:
             timeout = 0 if file_batch is not None or not self._md_done else s.poll_timeout_ms
             try:
@@ -271,134 +281,24 @@ class AgentService:
             except RetriableFeedError as exc:
                 log.warning("%s; backing off 0.5 s", exc)
                 await asyncio.sleep(0.5)
-                return 0
+                return None
         t_arrival = time.perf_counter()
         inb = self.intake.take(records, file_batch)
         n = inb.records + (len(file_batch) if file_batch is not None else 0)
+        return _Work(inb, records, t_arrival, n)
+
+    async def _process(self, work: _Work) -> None:
+        inb = work.inbound
         if not inb.empty:
-            result = await self.call(self._engine_step, inb)
-            await self._publish(result, inb.dlq, t_arrival)
+            result = await self.call(self.driver.step, inb)
+            await self._publish(result, inb.dlq, work.t_arrival)
             if inb.md is not None and len(inb.md):
                 self.processed_ts.update(inb.md.latest_ts())
         elif inb.dlq:
             await self._send(inb.dlq)
-        if records:
-            self._pending_offsets.update(next_offsets(r for rs in records.values() for r in rs))
+        if work.records:
+            self._pending_offsets.update(next_offsets(r for rs in work.records.values() for r in rs))
             await self._commit()
-        return n
-
-    # ------------------------------------------------- engine thread only
-    def _engine_step(self, inb: Inbound) -> StepResult:
-        eng, res = self.engine, StepResult()
-        for item in inb.control:
-            if isinstance(item, str):
-                eng.cancel(item)
-            else:
-                eng.submit(item)
-        for f in inb.fills:
-            self._apply_fill(f, res)
-        md = inb.md
-        if md is not None and len(md):
-            due = self._next_due()
-            for sym, rows in _by_symbol(md):
-                self._feed(sym, rows, res, due)
-        if inb.flush:
-            for sym in list(self._held):
-                self._feed(sym, None, res, {}, force=True)
-        for d in eng.decisions[self._decisions_seen:]:
-            if d.plan is not None:
-                res.solves.append((d.plan.solver.status, d.plan.solver.iterations, d.plan.solver.solve_us))
-                if d.plan.fallback:
-                    res.fallbacks.append(d.plan.fallback)
-        self._decisions_seen = len(eng.decisions)
-        res.remaining = self._remaining()
-        return res
-
-    def _next_due(self) -> dict[str, int]:
-        """Per symbol, the event time of the next decision of its active parents."""
-        due: dict[str, int] = {}
-        for st in self.engine.parents.values():
-            if not st.done:
-                t = st.parent.period_start_ns(st.next_period)
-                due[st.parent.symbol] = min(t, due.get(st.parent.symbol, t))
-        return due
-
-    def _feed(self, sym: str, rows: BookBatch | None, res: StepResult, due: dict[str, int], *,
-              force: bool = False) -> None:
-        """Hold the symbol's rows until a decision is due (or ``md_buffer_rows`` are held), then feed
-        them all, in order, in one ``on_book`` call per period chunk: every row still reaches the
-        estimators before any decision, and the per-call cost of the engine is paid once."""
-        held = self._held.setdefault(sym, [])
-        if rows is not None:
-            held.append(rows)
-            self._held_rows[sym] = self._held_rows.get(sym, 0) + len(rows)
-        if not held:
-            return
-        last = int(held[-1].ts_event[-1])
-        if not (force or self._held_rows[sym] >= self.settings.md_buffer_rows
-                or due.get(sym, last + 1) <= last):
-            return
-        batch = held[0] if len(held) == 1 else BookBatch.concat(held)
-        held.clear()
-        self._held_rows[sym] = 0
-        if self.settings.md_conflation == "latest":
-            batch = self._conflate(batch, sym)
-        for chunk in self._chunks(batch, sym):
-            now_ns = self.clock() if self.clock is not None else None
-            for child in self.engine.on_book(chunk, symbol=sym, now_ns=now_ns):
-                res.children.append(child)
-                if self.venue is not None:
-                    for f in self.venue(child):
-                        res.venue_fills.append(f)
-                        self._apply_fill(f, res)
-
-    def _apply_fill(self, f: Fill, res: StepResult) -> None:
-        if f.fill_id in self.fills_seen:
-            res.fills_duplicate += 1
-            return
-        self.fills_seen.add(f.fill_id)
-        if self.engine.on_fill(f):
-            res.fills_applied += 1
-
-    def _remaining(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for st in self.engine.parents.values():
-            sym = st.parent.symbol
-            out[sym] = out.get(sym, 0.0) + (0.0 if st.done else st.remaining)
-        return out
-
-    def _boundaries(self, sym: str, t0: int, t1: int) -> np.ndarray:
-        """Period starts ``start + k * period`` (k >= 1) of the symbol's active parents in ``(t0, t1]``."""
-        out: list[np.ndarray] = []
-        for p in self.engine.active():
-            if p.symbol != sym:
-                continue
-            k0 = max(1, -(-(t0 - p.start_ns) // p.period_ns))
-            k1 = min(p.n_periods - 1, (t1 - p.start_ns) // p.period_ns)
-            if k1 >= k0:
-                out.append(p.start_ns + p.period_ns * np.arange(k0, k1 + 1, dtype=np.int64))
-        return np.unique(np.concatenate(out)) if out else np.zeros(0, np.int64)
-
-    def _chunks(self, rows: BookBatch, sym: str) -> list[BookBatch]:
-        """Split at period boundaries so in-process fills land between two decisions."""
-        ts = rows.ts_event
-        bounds = self._boundaries(sym, int(ts[0]), int(ts[-1]))
-        if not len(bounds):
-            return [rows]
-        cuts = np.unique(np.searchsorted(ts, bounds, side="left"))
-        edges = [0, *[int(c) for c in cuts if 0 < c < len(ts)], len(ts)]
-        return [rows[a:b] for a, b in itertools.pairwise(edges)]
-
-    def _conflate(self, rows: BookBatch, sym: str) -> BookBatch:
-        """Keep trades, the first row at/after each period boundary and the newest book."""
-        n = len(rows)
-        keep = rows.action == "T"
-        keep[-1] = True
-        ts = rows.ts_event
-        bounds = self._boundaries(sym, int(ts[0]) - 1, int(ts[-1]))
-        first = np.searchsorted(ts, bounds, side="left")
-        keep[first[first < n]] = True
-        return rows if keep.all() else rows.take(keep)
 
     # --------------------------------------------------------- publishing
     async def _publish(self, res: StepResult, dlq: list[OutRecord], t_arrival: float) -> None:
@@ -469,15 +369,3 @@ class AgentService:
             self._stale = stale
             self.metrics.feed_stale.set(1 if stale else 0)
 
-
-def _by_symbol(md: BookBatch) -> list[tuple[str, BookBatch]]:
-    """Rows of each symbol (order kept), symbols in order of first appearance."""
-    first = md.symbol[0]
-    if bool((md.symbol == first).all()):
-        return [(str(first), md)]
-    names, start, inv = np.unique(md.symbol, return_index=True, return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    counts = np.bincount(inv, minlength=len(names))
-    ends = np.cumsum(counts)
-    groups = [(int(start[g]), str(names[g]), order[ends[g] - counts[g]:ends[g]]) for g in range(len(names))]
-    return [(name, md.take(idx)) for _, name, idx in sorted(groups)]

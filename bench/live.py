@@ -135,8 +135,7 @@ def parents(stagger_s: float) -> list[Any]:
 
 
 async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float = 0.0,
-                    publish: list[tuple[bytes, bytes]] | None = None, ts: np.ndarray | None = None,
-                    speed_x: float = 0.0) -> dict[str, Any]:
+                    publish: float | None = None, speed_x: float = 0.0) -> dict[str, Any]:
     """Run the service on ``md_topic`` until every symbol reached ``t_last``."""
     from prometheus_client import CollectorRegistry
 
@@ -162,7 +161,11 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
         while not svc.health()[0]:
             await asyncio.sleep(0.05)
         task = asyncio.create_task(svc.run(), name="bench-agent")
-        pub = asyncio.create_task(produce(conn, md_topic, publish, ts, speed_x)) if publish is not None else None
+        pub = None
+        if publish is not None:  # the publisher is another process, as in a deployment
+            pub = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--produce-only", md_topic, "--bootstrap", conn.bootstrap_servers,
+                "--latency-minutes", str(publish), "--speed", str(speed_x))
         t0: float | None = None
         while len(svc.processed_ts) < len(SYMBOLS) or min(svc.processed_ts.values()) < t_last:
             if t0 is None and svc.processed_ts:
@@ -170,7 +173,7 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
             await asyncio.sleep(0.002)
         wall = time.perf_counter() - (t0 or time.perf_counter())
         if pub is not None:
-            await pub
+            await pub.wait()
         svc.request_stop()
         await task
         lat = np.array(svc.decision_latencies_s) * 1e3
@@ -203,11 +206,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     backlog_res = await run_agent(conn, backlog, t_last, stagger_s=args.stagger_s)
     rows.append({"phase": "agent_backlog", "messages": n, **backlog_res,
                  "vs_consumer": backlog_res["rate_per_s"] / (n / raw_s)})
-    lat_msgs, lat_ts, lat_last = workload(args.latency_minutes)
+    lat_msgs, _, lat_last = workload(args.latency_minutes)
     for stagger in (args.stagger_s, 0.0):
         topic = f"bench.md.paced.{tag}.{stagger:g}"
         await create_topics(conn, [topic], partitions=4)
-        res = await run_agent(conn, topic, lat_last, stagger_s=stagger, publish=lat_msgs, ts=lat_ts,
+        res = await run_agent(conn, topic, lat_last, stagger_s=stagger, publish=args.latency_minutes,
                               speed_x=args.speed)
         rows.append({"phase": f"agent_paced x{args.speed:g} stagger={stagger:g}s", "messages": len(lat_msgs),
                      **res})
@@ -224,11 +227,19 @@ def main() -> int:
     ap.add_argument("--speed", type=float, default=20.0, help="paced phases: times real time")
     ap.add_argument("--stagger-s", type=float, default=3.0,
                     help="parent i starts i * stagger_s after 14:05 (0 = all 20 decide at once)")
+    ap.add_argument("--produce-only", default=None, metavar="TOPIC", help=argparse.SUPPRESS)
     ap.add_argument("--json", default=str(ROOT / "bench" / "out" / "live.json"))
     args = ap.parse_args()
     if not DATA.exists():
         print(f"missing {DATA}", file=sys.stderr)
         return 2
+    if args.produce_only:
+        from feeds.kafka import KafkaConnection
+
+        msgs, ts, _ = workload(args.latency_minutes)
+        asyncio.run(produce(KafkaConnection(bootstrap_servers=args.bootstrap), args.produce_only, msgs, ts,
+                            args.speed))
+        return 0
     try:
         res = asyncio.run(main_async(args))
     finally:

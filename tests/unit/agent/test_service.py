@@ -195,7 +195,7 @@ def test_conflate_latest_keeps_trades_decision_rows_and_the_newest_book() -> Non
     engine.submit(p)
     svc = AgentService(engine, sink=MemorySink(MemoryBus()), metrics=metrics(),
                        settings=ServiceSection(md_conflation="latest"))
-    kept = svc._conflate(book, "FROG")
+    kept = svc.driver._conflate(book, "FROG")
     trades = book.action == "T"
     assert int((kept.action == "T").sum()) == int(trades.sum())
     assert kept.ts_event[-1] == book.ts_event[-1]
@@ -231,7 +231,7 @@ def test_chunks_split_rows_at_the_active_parents_period_boundaries() -> None:
     engine = ExecutionEngine()
     engine.submit(ParentOrder("P", "FROG", "buy", 1000.0, T0 + 30 * NS_PER_S, T0 + 300 * NS_PER_S))
     svc = AgentService(engine, sink=MemorySink(MemoryBus()), metrics=metrics())
-    chunks = svc._chunks(book, "FROG")
+    chunks = svc.driver._chunks(book, "FROG")
     starts = [int(c.ts_event[0]) for c in chunks[1:]]
     assert starts == [T0 + (30 + 60 * k) * NS_PER_S for k in range(1, 5)]
     assert sum(len(c) for c in chunks) == len(book)
@@ -265,6 +265,6 @@ async def test_request_stop_ends_run_and_stop_is_idempotent_and_closes_everythin
     await svc.stop()
     await svc.stop()
     assert svc.health()[0] is False
-    assert not svc._tasks and svc._executor is None
+    assert not svc._tasks and svc._executor is None and svc.driver.held_rows == 0
     with pytest.raises(Exception, match="before start"):
         await source.getmany()
