@@ -220,3 +220,31 @@ def test_service_on_kafka_metrics_scraped_over_http_and_malformed_message_in_dlq
     assert samples[("mpc_agent_decision_latency_seconds_count", ())] == len(sc.children)
     assert [r.value for r in sc.dlq] == [MALFORMED]
     assert sc.dlq[0].header("error") == b"missing_field"
+
+
+def test_cli_publish_puts_a_data_file_and_a_parent_order_on_kafka(kafka_bootstrap: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.cli import main
+    from feeds.readers import read_book
+
+    dbn = DATA.parent / "GLBX.MDP3.test_data.mbp-10.dbn.zst"
+    tag = uuid.uuid4().hex[:8]
+    md, parents = f"md.pub.{tag}", f"parents.pub.{tag}"
+    monkeypatch.setenv("MPC_AGENT_TOPICS__PARENT_ORDERS", parents)
+    parent_file = tmp_path / "parent.json"
+    parent_file.write_text(json.dumps({"parent_id": "PX", "symbol": "ESH1", "side": "sell", "quantity": 10,
+                                       "start": "2021-03-01T14:00:00Z", "end": "2021-03-01T15:00:00Z",
+                                       "period_s": 60}))
+    rc = main(["publish", str(dbn), "--topic", md, "--bootstrap-servers", kafka_bootstrap,
+               "--parent-order", str(parent_file)])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    n = len(read_book(dbn).batch)
+    assert out["rows"] == n and out["parent_order"] == "PX"
+    conn = KafkaConnection(bootstrap_servers=kafka_bootstrap)
+    recs = asyncio.run(_read_all(conn, [md, parents], n + 1))
+    books = [codec.decode(r.value) for r in recs if r.topic == md]  # type: ignore[arg-type]
+    orders = [codec.decode(r.value) for r in recs if r.topic == parents]  # type: ignore[arg-type]
+    assert len(books) == n and all(b.symbol == "ESH1" for b in books)  # type: ignore[union-attr]
+    assert [o.parent_id for o in orders] == ["PX"]  # type: ignore[union-attr]

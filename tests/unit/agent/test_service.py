@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,3 +269,39 @@ async def test_request_stop_ends_run_and_stop_is_idempotent_and_closes_everythin
     assert not svc._tasks and svc._executor is None and svc.driver.held_rows == 0
     with pytest.raises(Exception, match="before start"):
         await source.getmany()
+
+
+FROG = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "FROG_2025-04-03.mbp10.csv.gz"
+
+
+def test_cli_run_file_feed_writes_child_orders_and_fills_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.cli import main
+
+    if not FROG.exists():
+        pytest.fail(f"{FROG} missing (../shared/data beside the clone)")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "live" / "child.jsonl"
+    rc = main(["run", "--feed", "file", "--data", str(FROG), "--speed", "0", "--side", "buy",
+               "--quantity", "1000", "--start", "10:00", "--end", "10:20", "--out", str(out),
+               "--metrics-port", "0"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    children = [codec.decode(line.encode()) for line in out.read_text().splitlines()]
+    fills = [codec.decode(line.encode()) for line in (tmp_path / "out/live/fills.jsonl").read_text().splitlines()]
+    assert len(children) == summary["child_orders"] == 20
+    assert {c.child_order_id for c in children} == {f"P1:{k}" for k in range(20)}
+    assert sum(f.quantity for f in fills) == pytest.approx(summary["parents"]["P1"]["filled"])
+    assert summary["parents"]["P1"]["filled"] == pytest.approx(1000.0)
+
+
+def test_cli_run_print_config_masks_secrets(capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.cli import main
+
+    monkeypatch.setenv("MPC_AGENT_KAFKA__SASL_PASSWORD", "s3cret-value")
+    assert main(["run", "--print-config", "--feed", "file"]) == 0
+    text = capsys.readouterr().out
+    cfg = json.loads(text)
+    assert cfg["service"]["feed"] == "file" and "s3cret-value" not in text
+    assert cfg["kafka"]["sasl_password"] == "**********"
