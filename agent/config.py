@@ -99,7 +99,7 @@ class FileFeedSection(_Section):
     batch_rows: int = Field(default=2000, gt=0)
     sink: Literal["jsonl", "kafka"] = "jsonl"
     jsonl_path: str = "out/live/child-orders.jsonl"
-    fills_jsonl_path: str | None = "out/live/fills.jsonl"
+    fills_jsonl_path: str | None = Field(default=None, description="None: fills.jsonl beside jsonl_path")
     latency_ms: float = Field(default=5.0, ge=0)
     recovery_half_life_s: float = Field(default=30.0, ge=0)
     fee_bps: float = 0.0

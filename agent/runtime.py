@@ -132,9 +132,8 @@ async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[st
         kw["venue"] = SimulatedVenue(book, SimulatorSettings(
             latency_ms=ff.latency_ms, recovery_half_life_s=ff.recovery_half_life_s, fee_bps=ff.fee_bps))
         if ff.sink == "jsonl":
-            paths = {t.child_orders: ff.jsonl_path}
-            if ff.fills_jsonl_path:
-                paths[t.fills] = ff.fills_jsonl_path
+            paths = {t.child_orders: ff.jsonl_path,
+                     t.fills: ff.fills_jsonl_path or str(Path(ff.jsonl_path).with_name("fills.jsonl"))}
             sink: Any = JsonlSink(paths, default_dir=Path(ff.jsonl_path).parent)
         else:
             sink = KafkaSink(kafka_connection(cfg))

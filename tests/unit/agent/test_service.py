@@ -288,7 +288,7 @@ def test_cli_run_file_feed_writes_child_orders_and_fills_jsonl(tmp_path: Path, c
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     children = [codec.decode(line.encode()) for line in out.read_text().splitlines()]
-    fills = [codec.decode(line.encode()) for line in (tmp_path / "out/live/fills.jsonl").read_text().splitlines()]
+    fills = [codec.decode(line.encode()) for line in (tmp_path / "live" / "fills.jsonl").read_text().splitlines()]
     assert len(children) == summary["child_orders"] == 20
     assert {c.child_order_id for c in children} == {f"P1:{k}" for k in range(20)}
     assert sum(f.quantity for f in fills) == pytest.approx(summary["parents"]["P1"]["filled"])
