@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, metavar="FILE.toml")
     p.add_argument("--format", default="auto", choices=FORMATS)
     p.add_argument("--symbol", default=None)
+    p.add_argument("--parent-id", default=None, help="parent order from flags (with --side/--quantity/...)")
+    p.add_argument("--side", default=None, choices=("buy", "sell"))
+    p.add_argument("--quantity", type=float, default=None)
+    p.add_argument("--start", default=None, help="HH:MM (parent.tz), ISO-8601 or ns")
+    p.add_argument("--end", default=None)
+    p.add_argument("--period-s", type=float, default=None)
     p.set_defaults(handler=_cmd_publish)
     return parser
 

@@ -190,24 +190,25 @@ def run_command(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ publish
 async def publish(cfg: AgentConfig, *, path: str | None, topic: str, speed_x: float,
-                  parent_json: str | None, fmt: str = "auto", symbol: str | None = None) -> dict[str, Any]:
-    """Publish a parent order file and/or a data file (paced) to Kafka; return counts."""
+                  fmt: str = "auto", symbol: str | None = None) -> dict[str, Any]:
+    """Publish the parent order of ``cfg.parent`` (JSON file or flags), then a data file paced
+    at ``speed_x``, to Kafka; return counts. ``HH:MM`` parent times use the data's day."""
+    from feeds import codec
     from feeds.file_feed import FileFeed, publish_feed
     from feeds.kafka import KafkaSink
     from feeds.readers import read_book
 
     out: dict[str, Any] = {"topic": topic}
+    book = read_book([path], fmt, symbol=symbol).batch if path else None
+    first = int(book.ts_event[0]) if book is not None and len(book) else None
+    sym = str(book.symbol[0]) if book is not None and len(book) else None
+    parent = parent_from_config(cfg.parent, first_ts_ns=first, default_symbol=symbol or sym)
     async with KafkaSink(kafka_connection(cfg)) as sink:
-        if parent_json:
-            from feeds import codec
-
-            p = parent_from_config(ParentSection(json_path=parent_json), first_ts_ns=None, default_symbol=None)
-            assert p is not None
-            await sink.send(cfg.topics.parent_orders, codec.encode(codec.parent_from_model(p)),
-                            key=p.parent_id.encode())
-            out["parent_order"] = p.parent_id
-        if path:
-            book = read_book([path], fmt, symbol=symbol).batch
+        if parent is not None:
+            await sink.send(cfg.topics.parent_orders, codec.encode(codec.parent_from_model(parent)),
+                            key=parent.parent_id.encode())
+            out["parent_order"] = parent.parent_id
+        if book is not None:
             t0 = time.perf_counter()
             n = await publish_feed(FileFeed(book, speed_x=speed_x), sink, topic)
             wall = time.perf_counter() - t0
@@ -216,12 +217,19 @@ async def publish(cfg: AgentConfig, *, path: str | None, topic: str, speed_x: fl
 
 
 def publish_command(args: argparse.Namespace) -> int:
-    """``mpc-agent publish [PATH] [--topic T] [--speed X] [--parent-order FILE.json]``."""
-    if not args.path and not args.parent_order:
-        raise ConfigError("publish needs a data file PATH and/or --parent-order FILE.json")
-    cfg = load_config(getattr(args, "config", None), {"kafka": {"bootstrap_servers": args.bootstrap_servers}})
+    """``mpc-agent publish [PATH] [--topic T] [--speed X] [--parent-order FILE.json | --quantity Q ...]``."""
+    g = lambda name: getattr(args, name, None)  # noqa: E731
+    overrides = {
+        "kafka": {"bootstrap_servers": g("bootstrap_servers")},
+        "parent": {"json_path": g("parent_order"), "parent_id": g("parent_id"), "side": g("side"),
+                   "quantity_shares": g("quantity"), "start": g("start"), "end": g("end"),
+                   "period_s": g("period_s"), "symbol": g("symbol")},
+    }
+    cfg = load_config(g("config"), overrides)
+    if not args.path and not (cfg.parent.json_path or cfg.parent.quantity_shares > 0):
+        raise ConfigError("publish needs a data file PATH and/or a parent order (--parent-order FILE.json "
+                          "or --quantity/--side/--start/--end)")
     res = asyncio.run(publish(cfg, path=args.path, topic=args.topic or cfg.topics.md, speed_x=args.speed or 0.0,
-                              parent_json=args.parent_order, fmt=getattr(args, "format", "auto"),
-                              symbol=getattr(args, "symbol", None)))
+                              fmt=g("format") or "auto", symbol=g("symbol")))
     print(json.dumps(res))
     return 0

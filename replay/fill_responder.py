@@ -64,12 +64,29 @@ class FillResponder:
         self.rejected = 0
 
     def request_stop(self) -> None:
+        """Make :meth:`run` return after the current batch (SIGTERM/SIGINT)."""
         self._stop.set()
 
-    async def run(self) -> None:
+    async def start(self) -> None:
         await self.sink.start()
         await self.source.start()
-        try:
+
+    async def stop(self) -> None:
+        """Stop the consumer and flush/close the producer (idempotent)."""
+        self._stop.set()
+        await self.source.stop()
+        await self.sink.stop()
+
+    async def __aenter__(self) -> FillResponder:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Answer child orders until :meth:`request_stop` (starts and stops the feeds itself)."""
+        async with self:
             while not self._stop.is_set():
                 got = await self.source.getmany(timeout_ms=100, max_records=1000)
                 out: list[OutRecord] = []
@@ -78,9 +95,6 @@ class FillResponder:
                         out.extend(self._answer(rec))
                 if out:
                     await self.sink.send_many(out)
-        finally:
-            await self.source.stop()
-            await self.sink.stop()
 
     def _answer(self, rec: Record) -> list[OutRecord]:
         try:

@@ -242,9 +242,14 @@ def test_cli_publish_puts_a_data_file_and_a_parent_order_on_kafka(kafka_bootstra
     out = json.loads(capsys.readouterr().out)
     n = len(read_book(dbn).batch)
     assert out["rows"] == n and out["parent_order"] == "PX"
+    rc = main(["publish", "--bootstrap-servers", kafka_bootstrap, "--parent-id", "PY", "--symbol", "ESH1",
+               "--side", "buy", "--quantity", "5", "--start", "2021-03-01T14:00:00Z",
+               "--end", "2021-03-01T15:00:00Z", "--period-s", "30"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["parent_order"] == "PY"
     conn = KafkaConnection(bootstrap_servers=kafka_bootstrap)
-    recs = asyncio.run(_read_all(conn, [md, parents], n + 1))
+    recs = asyncio.run(_read_all(conn, [md, parents], n + 2))
     books = [codec.decode(r.value) for r in recs if r.topic == md]  # type: ignore[arg-type]
     orders = [codec.decode(r.value) for r in recs if r.topic == parents]  # type: ignore[arg-type]
     assert len(books) == n and all(b.symbol == "ESH1" for b in books)  # type: ignore[union-attr]
-    assert [o.parent_id for o in orders] == ["PX"]  # type: ignore[union-attr]
+    assert [o.parent_id for o in orders] == ["PX", "PY"]  # type: ignore[union-attr]
+    assert orders[1].period_s == 30 and orders[1].side == "buy"  # type: ignore[union-attr]
