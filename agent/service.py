@@ -148,6 +148,15 @@ class AgentService:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
+            await asyncio.wait_for(self._close_feeds(), self.settings.shutdown_timeout_s)
+        except TimeoutError:
+            log.error("feeds did not close within shutdown_timeout_s=%.1f", self.settings.shutdown_timeout_s)
+        if self._executor is not None:  # waits for an engine job still running
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def _close_feeds(self) -> None:
+        try:
             await self._commit(force=True)
         except FeedError as exc:
             log.warning("final offset commit failed: %s", exc)
@@ -157,9 +166,6 @@ class AgentService:
         if self.source is not None:
             await self.source.stop()
         await self.sink.stop()  # flushes pending sends
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
 
     async def __aenter__(self) -> AgentService:
         await self.start()

@@ -305,3 +305,15 @@ def test_cli_run_print_config_masks_secrets(capsys: pytest.CaptureFixture[str],
     cfg = json.loads(text)
     assert cfg["service"]["feed"] == "file" and "s3cret-value" not in text
     assert cfg["kafka"]["sasl_password"] == "**********"
+
+
+async def test_stop_gives_up_on_a_hanging_sink_after_shutdown_timeout() -> None:
+    class HangingSink(MemorySink):
+        async def stop(self) -> None:
+            await asyncio.sleep(60)
+
+    svc = AgentService(ExecutionEngine(), sink=HangingSink(MemoryBus()), metrics=metrics(),
+                       settings=ServiceSection(shutdown_timeout_s=0.1))
+    await svc.start()
+    await asyncio.wait_for(svc.stop(), 2.0)
+    assert svc._executor is None
