@@ -61,6 +61,11 @@ class ServiceSection(_Section):
     watchdog_interval_ms: int = Field(default=500, gt=0)
     no_data_alarm_s: float = Field(default=5.0, gt=0)
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    max_future_skew_ms: float = Field(
+        default=5_000.0, ge=0, description="wall-clock mode: snapshots further ahead of the clock are "
+        "rejected (ts_future); 0 = no check")
+    max_parent_periods: int = Field(default=100_000, gt=0, description="parent orders with more periods "
+                                    "are rejected (too_many_periods)")
 
 
 class KafkaSection(_Section):

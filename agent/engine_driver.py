@@ -30,7 +30,7 @@ import numpy as np
 
 from agent.config import ServiceSection
 from agent.engine import ExecutionEngine
-from agent.intake import Inbound
+from agent.intake import DUPLICATE_PARENT, PARENT_DONE, UNKNOWN_PARENT, Inbound
 from agent.model import ChildOrder, Fill
 from feeds.book import BookBatch
 
@@ -51,6 +51,8 @@ class StepResult:
     solves: list[tuple[str, int, float]] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     remaining: dict[str, float] = field(default_factory=dict)
+    rejected: list[tuple[str, int, str]] = field(default_factory=list)
+    """``(kind, index, reason)``: parent orders (``"control"``) / fills refused here."""
 
 
 class EngineDriver:
@@ -68,7 +70,6 @@ class EngineDriver:
                  clock: Callable[[], int] | None = None, venue: Venue | None = None) -> None:
         self.engine, self.settings, self.clock, self.venue = engine, settings, clock, venue
         self.fills_seen: set[str] = set()
-        self._decisions_seen = 0
         self._held: list[BookBatch] = []
         self._held_n = 0
 
@@ -80,20 +81,22 @@ class EngineDriver:
     def step(self, inb: Inbound) -> StepResult:
         """Apply one inbound batch: parent orders / cancels, fills, then market data."""
         eng, res = self.engine, StepResult()
-        for item in inb.control:
+        for i, item in enumerate(inb.control):
             if isinstance(item, str):
                 eng.cancel(item)
+            elif item.parent_id in eng.parents:
+                res.rejected.append(("control", i, DUPLICATE_PARENT))
             else:
                 eng.submit(item)
-        for f in inb.fills:
-            self._apply_fill(f, res)
+        for i, f in enumerate(inb.fills):
+            self._apply_fill(f, res, i)
         self._hold_and_feed(inb.md, res, force=inb.flush, recheck=bool(inb.control))
-        for d in eng.decisions[self._decisions_seen:]:
+        for d in eng.decisions:
             if d.plan is not None:
                 res.solves.append((d.plan.solver.status, d.plan.solver.iterations, d.plan.solver.solve_us))
                 if d.plan.fallback:
                     res.fallbacks.append(d.plan.fallback)
-        self._decisions_seen = len(eng.decisions)
+        eng.decisions.clear()  # live: the log is drained every step, so memory stays bounded
         res.remaining = self.remaining()
         return res
 
@@ -148,9 +151,13 @@ class EngineDriver:
                         res.venue_fills.append(f)
                         self._apply_fill(f, res)
 
-    def _apply_fill(self, f: Fill, res: StepResult) -> None:
+    def _apply_fill(self, f: Fill, res: StepResult, index: int = -1) -> None:
         if f.fill_id in self.fills_seen:
             res.fills_duplicate += 1
+            return
+        st = self.engine.parents.get(f.parent_id)
+        if st is None or st.status == "completed":  # a cancelled/expired parent still books late fills
+            res.rejected.append(("fill", index, UNKNOWN_PARENT if st is None else PARENT_DONE))
             return
         self.fills_seen.add(f.fill_id)
         if self.engine.on_fill(f):

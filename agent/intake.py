@@ -10,10 +10,31 @@ DLQ copy (original bytes, ``error`` header = the stable reason) and is counted
 (``mpc_agent_snapshots_rejected_total{reason}`` for market data,
 ``mpc_agent_messages_rejected_total{topic,reason}`` for the control topics).
 Nothing here raises for a bad message.
+
+Checks beyond the wire schema (with a wall ``clock``; none in event-time mode):
+
+- ``ts_future``: a snapshot more than ``max_future_skew_ms`` ahead of the clock
+  (it would otherwise become ``last_ts`` and reject every good row after it);
+- ``parent_expired``: a parent order whose ``end`` has passed; ``ts_future``:
+  one starting more than :data:`MAX_PARENT_LEAD_NS` ahead;
+- ``too_many_periods``: ``(end - start) / period_s`` above ``max_parent_periods``
+  (a hostile 1 ns period would allocate a plan of billions of slots);
+- ``invalid_child_order_id``: a fill whose ``child_order_id`` is not
+  ``{parent_id}:{n}``.
+
+Fills for unknown or finished parents and parent orders whose id is already
+known are found on the engine thread (:mod:`agent.engine_driver`); the service
+dead-letters them through :meth:`Intake.dead_letters` (reasons
+:data:`UNKNOWN_PARENT`, :data:`PARENT_DONE`, :data:`DUPLICATE_PARENT`). A fill
+repeating a ``fill_id`` is normal at-least-once redelivery: it is counted
+(``mpc_agent_fills_duplicate_total``) and ignored, not dead-lettered.
+An ``oversize`` record's DLQ copy keeps only the first :data:`DLQ_OVERSIZE_KEEP_BYTES`
+bytes (so the copy itself fits the producer's size limit).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +50,31 @@ from agent.metrics import AgentMetrics
 from agent.model import Fill, ParentOrder
 from feeds import codec
 from feeds.book import BookBatch
-from feeds.messages import MAX_LEVELS, Mbp10, ParentCancelMsg, ParentOrderMsg, WireMessage
+from feeds.messages import (
+    INVALID_CHILD_ORDER_ID,
+    INVALID_VALUE,
+    MAX_LEVELS,
+    OVERSIZE,
+    Mbp10,
+    ParentCancelMsg,
+    ParentOrderMsg,
+    WireMessage,
+)
 from feeds.ports import OutRecord, Record, dead_letter
 
 MD_SCHEMAS = frozenset({"mbp10.v1"})
 PARENT_SCHEMAS = frozenset({"parent_order.v1", "parent_cancel.v1"})
 FILL_SCHEMAS = frozenset({"fill.v1"})
+
+TS_FUTURE = "ts_future"
+PARENT_EXPIRED = "parent_expired"
+TOO_MANY_PERIODS = "too_many_periods"
+UNKNOWN_PARENT = "unknown_parent"
+PARENT_DONE = "parent_done"
+DUPLICATE_PARENT = "duplicate_parent"
+MAX_PARENT_LEAD_NS = 7 * 86_400 * 1_000_000_000
+"""A parent order may start at most a week ahead of the clock."""
+DLQ_OVERSIZE_KEEP_BYTES = 4096
 
 
 @dataclass
@@ -46,6 +86,8 @@ class Inbound:
 
     control: list[ParentOrder | str] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
+    control_records: list[Record | None] = field(default_factory=list)
+    fill_records: list[Record | None] = field(default_factory=list)
     md: BookBatch | None = None
     dlq: list[OutRecord] = field(default_factory=list)
     records: int = 0
@@ -60,10 +102,13 @@ class Intake:
     """Decoder + validator with the per-symbol ``last_ts`` state (see the module docstring)."""
 
     def __init__(self, topics: TopicsSection, metrics: AgentMetrics, *, max_message_bytes: int = 1 << 20,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None, max_future_skew_ms: float = 5_000.0,
+                 max_parent_periods: int = 100_000) -> None:
         self.topics, self.metrics = topics, metrics
         self.max_message_bytes = max_message_bytes
         self.clock = clock
+        self.max_future_skew_ns = int(max_future_skew_ms * 1e6)
+        self.max_parent_periods = max_parent_periods
         self.last_ts: dict[str, int] = {}
         self.last_md_monotonic = time.monotonic()
 
@@ -75,10 +120,17 @@ class Intake:
             item = self._parent(rec, inb.dlq)
             if item is not None:
                 inb.control.append(item)
+                inb.control_records.append(rec)
         for rec in records.get(self.topics.fills, ()):
             msg = self._decode(rec, FILL_SCHEMAS, inb.dlq)
-            if msg is not None:
-                inb.fills.append(codec.fill_to_model(msg))
+            if msg is None:
+                continue
+            if not msg.child_order_id.startswith(msg.parent_id + ":"):
+                self._reject(rec, INVALID_CHILD_ORDER_ID,
+                             "child_order_id must be '{parent_id}:{period_index}' of the fill's parent", inb.dlq)
+                continue
+            inb.fills.append(codec.fill_to_model(msg))
+            inb.fill_records.append(rec)
         md, recs = self._books(records.get(self.topics.md, ()), inb.dlq)
         if extra_md is not None and len(extra_md):
             md = extra_md if md is None else BookBatch.concat([extra_md, md])
@@ -88,7 +140,22 @@ class Intake:
         return inb
 
     def validate_rows(self, md: BookBatch, recs: Sequence[Record] | None, dlq: list[OutRecord]) -> BookBatch:
-        """Drop rows ``BookBatch.validate`` refuses (DLQ copies when ``recs`` maps rows to records)."""
+        """Drop rows ahead of the clock (``ts_future``) and rows ``BookBatch.validate`` refuses
+        (DLQ copies when ``recs`` maps rows to records)."""
+        if self.clock is not None and self.max_future_skew_ns > 0 and len(md):
+            future = md.ts_event > self.clock() + self.max_future_skew_ns
+            if future.any():
+                idx = np.flatnonzero(future).tolist()
+                self.metrics.reject(TS_FUTURE, len(idx))
+                if recs is not None:
+                    for i in idx:
+                        dlq.append(dead_letter(recs[i], TS_FUTURE, f"{TS_FUTURE}: ts_event more than "
+                                               f"{self.max_future_skew_ns / 1e6:g} ms ahead of the clock",
+                                               self.topics.dlq))
+                    recs = [r for r, f in zip(recs, future.tolist(), strict=True) if not f]
+                md = md.take(~future)
+                if not len(md):
+                    return md
         v = md.validate(self.last_ts)
         if v.bad.any():
             for i in np.flatnonzero(v.bad).tolist():
@@ -108,13 +175,32 @@ class Intake:
             self.last_md_monotonic = time.monotonic()
         return md
 
+    def dead_letters(self, inb: Inbound, rejected: Sequence[tuple[str, int, str]]) -> list[OutRecord]:
+        """DLQ copies (and counts) of items the engine thread refused.
+
+        ``rejected`` holds ``(kind, index, reason)`` with ``kind`` ``"control"`` or ``"fill"``
+        and ``index`` into ``inb.control`` / ``inb.fills``; items without a record (parent
+        orders from config) are counted only.
+        """
+        out: list[OutRecord] = []
+        for kind, i, reason in rejected:
+            recs = inb.control_records if kind == "control" else inb.fill_records
+            rec = recs[i] if i < len(recs) else None
+            if rec is not None:
+                self._reject(rec, reason, f"{reason}: refused by the engine", out)
+        return out
+
     # ----------------------------------------------------------- internals
     def _reject(self, rec: Record, reason: str, detail: str, dlq: list[OutRecord]) -> None:
-        if rec.topic == self.topics.md:
-            dlq.append(dead_letter(rec, reason, detail, self.topics.dlq))
+        md = rec.topic == self.topics.md
+        out = dead_letter(rec, reason, detail, self.topics.dlq if md else f"{rec.topic}.dlq")
+        if reason == OVERSIZE and out.value is not None and len(out.value) > DLQ_OVERSIZE_KEEP_BYTES:
+            out = dataclasses.replace(out, value=out.value[:DLQ_OVERSIZE_KEEP_BYTES], headers=(
+                *out.headers, ("error.original_bytes", str(len(out.value)).encode())))
+        dlq.append(out)
+        if md:
             self.metrics.reject(reason)
         else:
-            dlq.append(dead_letter(rec, reason, detail, f"{rec.topic}.dlq"))
             self.metrics.messages_rejected.labels(topic=rec.topic, reason=reason).inc()
 
     def _decode(self, rec: Record, expected: frozenset[str], dlq: list[OutRecord]) -> Any | None:
@@ -130,9 +216,28 @@ class Intake:
             return msg.parent_id
         if isinstance(msg, ParentOrderMsg):
             try:
-                return codec.parent_to_model(msg)
+                parent = codec.parent_to_model(msg)
             except (DataError, ValueError) as exc:
                 self._reject(rec, str(getattr(exc, "reason", "invalid_value")), str(exc), dlq)
+                return None
+            problem = self._parent_problem(parent)
+            if problem is None:
+                return parent
+            self._reject(rec, problem[0], problem[1], dlq)
+        return None
+
+    def _parent_problem(self, p: ParentOrder) -> tuple[str, str] | None:
+        """``(reason, detail)`` when a schema-valid parent order cannot be worked, else None."""
+        if not 1e-3 <= p.period_s <= 86_400 * 366:
+            return INVALID_VALUE, f"{INVALID_VALUE}: period_s must be in [1 ms, 1 year]"
+        if (p.end_ns - p.start_ns) / p.period_ns > self.max_parent_periods:
+            return TOO_MANY_PERIODS, f"{TOO_MANY_PERIODS}: more than {self.max_parent_periods} periods"
+        if self.clock is not None:
+            now = self.clock()
+            if p.end_ns <= now:
+                return PARENT_EXPIRED, f"{PARENT_EXPIRED}: end is in the past"
+            if p.start_ns > now + MAX_PARENT_LEAD_NS:
+                return TS_FUTURE, f"{TS_FUTURE}: start more than 7 days ahead"
         return None
 
     def _books(self, recs: Sequence[Record], dlq: list[OutRecord]) -> tuple[BookBatch | None, list[Record] | None]:

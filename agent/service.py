@@ -104,7 +104,9 @@ class AgentService:
         self.settings = settings or ServiceSection()
         self.source, self.md_feed, self.clock, self.venue = source, md_feed, clock, venue
         self.commit_offsets = commit_offsets
-        self.intake = Intake(self.topics, metrics, max_message_bytes=max_message_bytes, clock=clock)
+        self.intake = Intake(self.topics, metrics, max_message_bytes=max_message_bytes, clock=clock,
+                             max_future_skew_ms=self.settings.max_future_skew_ms,
+                             max_parent_periods=self.settings.max_parent_periods)
         self.driver = EngineDriver(engine, self.settings, clock=clock, venue=venue)
         self.children_sent = 0
         self.processed_ts: dict[str, int] = {}  # per symbol: newest ts_event fully processed
@@ -297,7 +299,7 @@ class AgentService:
         inb = work.inbound
         if not inb.empty:
             result = await self.call(self.driver.step, inb)
-            await self._publish(result, inb.dlq, work.t_arrival)
+            await self._publish(result, inb.dlq + self.intake.dead_letters(inb, result.rejected), work.t_arrival)
             if inb.md is not None and len(inb.md):
                 self.processed_ts.update(inb.md.latest_ts())
         elif inb.dlq:
