@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.engine import DecisionInput, EngineSettings, Policy, PolicyFactory, mpc_policy
+from agent.policy import DecisionInput, EngineSettings, Policy, PolicyFactory, mpc_policy
 from agent.model import NS_PER_S, FloatArray, ParentOrder, Plan, SolverInfo
 from agent.mpc import RecedingHorizonQP
 

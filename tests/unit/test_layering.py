@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = [
-    "model", "impact", "impact_curves", "impact_fit", "profile", "volume", "mpc", "kkt", "blocking",
+    "model", "policy", "impact", "impact_curves", "impact_fit", "profile", "volume", "mpc", "kkt", "blocking",
     "risk", "engine", "engine_state",
 ]
 CORE_ALLOWED = {"numpy", "scipy", "osqp", "agent", "__future__"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.engine import DecisionInput, EngineSettings
+from agent.policy import DecisionInput, EngineSettings
 from agent.model import NS_PER_S, ParentOrder
 from replay.strategies import (
     AlmgrenChrissPolicy,
