@@ -29,12 +29,15 @@ from typing import Any
 from replay.runner import ReplayResult
 from replay.tca import Market, aggregate, analyse, paired_comparison
 
-TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("strategy", "strategy"), ("filled", "filled_quantity"), ("fill%", "fill_rate"),
-    ("avg px", "average_price"), ("IS bps", "shortfall_bps"), ("IS $", "shortfall_dollars"),
-    ("vs VWAP bps", "vwap_shortfall_bps"), ("spread", "spread"), ("impact", "impact"),
-    ("timing", "timing"), ("part", "participation"), ("max part", "max_participation"), ("children", "child_orders"),
-    ("solve p50 us", "solve_us_p50"), ("solve p99 us", "solve_us_p99"), ("fallbacks", "fallbacks"),
+TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("strategy", "strategy", "{}"), ("filled", "filled_quantity", "{:,.0f}"),
+    ("fill%", "fill_rate", "{:.1%}"), ("avg px", "average_price", "{:.4f}"),
+    ("IS bps", "shortfall_bps", "{:.2f}"), ("IS $", "shortfall_dollars", "{:,.0f}"),
+    ("vs VWAP bps", "vwap_shortfall_bps", "{:.2f}"), ("spread", "spread", "{:.2f}"),
+    ("impact", "impact", "{:.2f}"), ("timing", "timing", "{:.2f}"),
+    ("part", "participation", "{:.1%}"), ("max part", "max_participation", "{:.0%}"),
+    ("children", "child_orders", "{:,.0f}"), ("solve p50 us", "solve_us_p50", "{:,.0f}"),
+    ("solve p99 us", "solve_us_p99", "{:,.0f}"), ("fallbacks", "fallbacks", "{:,.0f}"),
 )
 
 
@@ -96,13 +99,11 @@ def build_summary(result: ReplayResult, market: Market | None = None, *, seed: i
     return _clean(summary)
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, spec: str = "{:.2f}") -> str:
     if v is None:
         return "-"
-    if isinstance(v, float):
-        if abs(v) >= 1e4:
-            return f"{v:,.0f}"
-        return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return spec.format(v)
     return str(v)
 
 
@@ -111,13 +112,13 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
     for name, s in summary["strategies"].items():
         comp = s.get("components_bps", {})
         vals = {**s, **comp, "strategy": name}
-        rows.append([_fmt(vals.get(key)) for _, key in TABLE_COLUMNS])
+        rows.append([_fmt(vals.get(key), spec) for _, key, spec in TABLE_COLUMNS])
     return rows
 
 
 def render_table(summary: dict[str, Any]) -> str:
     """The TCA table as aligned text (costs in bps of the arrival mid, positive = cost)."""
-    head = [h for h, _ in TABLE_COLUMNS]
+    head = [h for h, _, _ in TABLE_COLUMNS]
     rows = table_rows(summary)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths, strict=True)))]
@@ -132,14 +133,14 @@ def render_table(summary: dict[str, Any]) -> str:
         ci = c["ci95_bps"]
         ci_txt = f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "n/a (one window)"
         out.append(f"{key}: mean {_fmt(c['mean_bps'])} bps, median {_fmt(c['median_bps'])} bps, "
-                   f"95% CI {ci_txt}, mpc better in {c['a_better']}/{c['n']} windows")
+                   f"95% CI {ci_txt}, MPC cheaper in {c['a_better']}/{c['n']} windows")
     out.extend(f"note: {n}" for n in summary.get("notes", []))
     return "\n".join(out)
 
 
 def write_html(summary: dict[str, Any], plots: list[str], path: Path) -> None:
     """A self-contained report page (the PNGs sit next to it)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h, _ in TABLE_COLUMNS)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h, _, _ in TABLE_COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
                    for r in table_rows(summary))
     comps = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(json.dumps(v))}</li>"

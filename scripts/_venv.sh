@@ -10,8 +10,13 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-    echo "installing mpc-agent${EXTRAS:+[$EXTRAS]} into $VENV ..." >&2
-    "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-    "$VENV/bin/python" -m pip install -q -e "$ROOT${EXTRAS:+[$EXTRAS]}" >&2
+    echo "installing mpc-agent${EXTRAS:+[$EXTRAS]} into $VENV (log: $VENV/install.log) ..." >&2
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip \
+           && "$VENV/bin/python" -m pip install -q -e "$ROOT${EXTRAS:+[$EXTRAS]}"; } \
+           >"$VENV/install.log" 2>&1; then
+        tail -n 40 "$VENV/install.log" >&2
+        echo "error: installing mpc-agent failed (full log: $VENV/install.log)" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
