@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MPC_VENV:-$ROOT/.venv}"
-EXTRAS="${1:-}"
+EXTRAS="${MPC_EXTRAS:-}"  # set by the caller (not $1: a sourced script sees the caller's arguments)
 stamp="$VENV/.mpc-agent-installed${EXTRAS:+-$EXTRAS}"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
