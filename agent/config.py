@@ -210,9 +210,7 @@ class AgentConfig(BaseSettings):
 
 
 def _solver_values(s: SolverSection) -> dict[str, Any]:
-    values = s.model_dump()
-    values["time_limit"] = values.pop("time_limit_s")
-    return values
+    return s.model_dump()  # same field names as agent.mpc.SolverSettings (time_limit_s included)
 
 
 def _dataclass_from(cls: Any, values: Mapping[str, Any]) -> Any:
