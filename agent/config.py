@@ -79,6 +79,13 @@ class KafkaSection(_Section):
     ssl_cafile: str | None = None
     client_id: str = "mpc-agent"
     group_id: str = "mpc-agent"
+    agent_id: str = Field(default="", description="this agent instance's stable id (transactional id "
+                          "<group_id>.<agent_id>, static group member id); '' = the host name")
+    exactly_once: bool = Field(default=True, description="one Kafka transaction per step: child orders, "
+                               "agent-state records and consumed offsets (agent.recovery)")
+    session_timeout_ms: int = Field(default=10_000, gt=0, description="group session: a dead agent's "
+                                    "partitions move to the others after this")
+    transaction_timeout_ms: int = Field(default=15_000, gt=0)
     max_message_bytes: int = Field(default=1_048_576, gt=0)
     request_timeout_ms: int = Field(default=30_000, gt=0)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -109,6 +110,8 @@ async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[st
     from feeds.kafka import KafkaSink, KafkaSource, create_topics
 
     metrics = AgentMetrics.create(CollectorRegistry(auto_describe=True))
+    if cfg.service.feed == "kafka" and cfg.kafka.exactly_once:
+        return await run_exactly_once(cfg, metrics, install_signals=install_signals)
     engine = ExecutionEngine(cfg.engine_settings(), clock=time.time_ns)
     engine.kill_switch = cfg.risk.kill_switch
     t, ff = cfg.topics, cfg.file_feed
@@ -166,6 +169,99 @@ async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[st
     return {"feed": cfg.service.feed, "wall_s": round(time.perf_counter() - t0, 3),
             "child_orders": service.children_sent, "parents": summary,
             "snapshots": metrics.registry.get_sample_value("mpc_agent_snapshots_total")}
+
+
+async def run_exactly_once(cfg: AgentConfig, metrics: Any, *, install_signals: bool = True) -> dict[str, Any]:
+    """``run --feed kafka`` with one transaction per step (:mod:`agent.recovery`) until SIGTERM/SIGINT.
+
+    The engine state lives in the compacted state topic: a feed failure (broker
+    gone, transaction failed or timed out) tears the service down and rebuilds
+    it from the topic after an exponential backoff (0.5 s doubling to 15 s,
+    reset after a minute of healthy running); ``mpc_agent_service_restarts_total``
+    counts the rebuilds. Parent orders come from the parent-orders topic only.
+    """
+    import socket
+
+    from agent.engine import ExecutionEngine
+    from agent.errors import FeedError
+    from agent.http import MetricsServer
+    from agent.recovery import ExactlyOnce, ReliabilityMetrics
+    from agent.service import AgentService
+    from feeds.kafka import KafkaSink, KafkaSource, create_topics
+
+    if cfg.parent.json_path or cfg.parent.quantity_shares > 0:
+        raise ConfigError("with exactly_once, parent orders come from the parent-orders topic "
+                          "(mpc-agent publish --quantity ...), not from flags or config")
+    import aiokafka
+
+    k, t = cfg.kafka, cfg.topics
+    agent_id = k.agent_id or socket.gethostname()
+    conn = kafka_connection(cfg)
+    rel = ReliabilityMetrics.create(metrics.registry)
+    current: dict[str, Any] = {}
+
+    def health() -> tuple[bool, dict[str, Any]]:
+        svc = current.get("service")
+        return svc.health() if svc is not None else (False, {"feeds": {}, "restarting": True})
+
+    http = MetricsServer(metrics.registry, health, host=cfg.http.host, port=cfg.http.port)
+    if cfg.http.enabled:
+        await http.start()
+    stop = asyncio.Event()
+    if install_signals:
+        import signal
+
+        def on_signal() -> None:
+            stop.set()
+            if current.get("service") is not None:
+                current["service"].request_stop()
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+    delay, t0, engine = 0.5, time.perf_counter(), None
+    try:
+        while not stop.is_set():
+            t_start = time.monotonic()
+            try:
+                await create_topics(conn, [t.md, t.parent_orders, t.child_orders, t.fills, t.dlq])
+                await create_topics(conn, [t.agent_state], compacted=True)
+                engine = ExecutionEngine(cfg.engine_settings(), clock=time.time_ns)
+                engine.kill_switch = cfg.risk.kill_switch
+                eo = ExactlyOnce(
+                    agent_id=agent_id, group_id=k.group_id, topics=t, metrics=rel, bootstrap=k.bootstrap_servers,
+                    txn_timeout_s=k.request_timeout_ms / 1000,
+                    state_consumer=lambda: aiokafka.AIOKafkaConsumer(
+                        **conn.client_kwargs(), group_id=None, enable_auto_commit=False,
+                        isolation_level="read_committed", auto_offset_reset="earliest"))
+                source = KafkaSource(conn, [], group_id=k.group_id, group_instance_id=agent_id,
+                                     session_timeout_ms=k.session_timeout_ms,
+                                     heartbeat_interval_ms=max(100, k.session_timeout_ms // 5))
+                sink = KafkaSink(conn, transactional_id=f"{k.group_id}.{agent_id}",
+                                 transaction_timeout_ms=k.transaction_timeout_ms)
+                service = AgentService(engine, sink=sink, metrics=metrics, topics=t, settings=cfg.service,
+                                       source=source, max_message_bytes=k.max_message_bytes,
+                                       clock=time.time_ns if cfg.service.clock == "wall" else None,
+                                       commit_offsets=False, exactly_once=eo)
+                current["service"] = service
+                async with service:
+                    if stop.is_set():
+                        break
+                    await service.run()
+            except FeedError as exc:
+                rel.service_restarts.labels(cause=type(exc).__name__).inc()
+                if time.monotonic() - t_start > 60:
+                    delay = 0.5
+                log.error("feed failure: %s; rebuilding from the state topic in %.1f s", exc, delay)
+                current.pop("service", None)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(15.0, delay * 2)
+    finally:
+        await http.stop()
+    summary = {pid: engine.summary(pid) for pid in engine.parents} if engine is not None else {}
+    return {"feed": "kafka", "exactly_once": True, "agent_id": agent_id,
+            "wall_s": round(time.perf_counter() - t0, 3), "parents": summary}
 
 
 def run_command(args: argparse.Namespace) -> int:

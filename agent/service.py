@@ -48,6 +48,7 @@ from agent.errors import FeedError, RetriableFeedError
 from agent.intake import Inbound, Intake
 from agent.metrics import AgentMetrics
 from agent.model import ParentOrder
+from agent.recovery import ExactlyOnce
 from feeds import codec
 from feeds.book import BookBatch
 from feeds.ports import OutRecord, Record, Sink, Source, next_offsets
@@ -67,6 +68,7 @@ class _Work:
     records: dict[str, list[Record]]
     t_arrival: float
     n: int
+    generation: int = 0  # rebalance generation at fetch time (exactly-once mode)
 
 
 class AgentService:
@@ -98,6 +100,7 @@ class AgentService:
         venue: Venue | None = None,
         max_message_bytes: int = 1 << 20,
         commit_offsets: bool = True,
+        exactly_once: ExactlyOnce | None = None,
     ) -> None:
         self.engine, self.sink, self.metrics = engine, sink, metrics
         self.topics = topics or TopicsSection()
@@ -107,7 +110,10 @@ class AgentService:
         self.intake = Intake(self.topics, metrics, max_message_bytes=max_message_bytes, clock=clock,
                              max_future_skew_ms=self.settings.max_future_skew_ms,
                              max_parent_periods=self.settings.max_parent_periods)
-        self.driver = EngineDriver(engine, self.settings, clock=clock, venue=venue)
+        self.exactly_once = exactly_once
+        # exactly once: rows reach the engine in the step whose transaction commits their offsets
+        self.driver = EngineDriver(engine, self.settings if exactly_once is None else
+                                   self.settings.model_copy(update={"md_buffer_rows": 0}), clock=clock, venue=venue)
         self.children_sent = 0
         self.processed_ts: dict[str, int] = {}  # per symbol: newest ts_event fully processed
         self.decision_latencies_s: deque[float] = deque(maxlen=100_000)  # arrival -> ack (seconds)
@@ -129,6 +135,8 @@ class AgentService:
         await self.sink.start()
         if self.source is not None:
             await self.source.start()
+            if self.exactly_once is not None:
+                await self.exactly_once.attach(self)
         start = getattr(self.md_feed, "start", None)
         if start is not None:
             await start()
@@ -263,7 +271,7 @@ class AgentService:
         """Feed the rows held back (see ``_hold_and_feed``) to the engine and publish what it decides."""
         if self._executor is not None and self.driver.held_rows:
             t = time.perf_counter()
-            await self._publish(await self.call(self.driver.step, Inbound(flush=True)), [], t)
+            await self._publish(await self.call(self.driver.step, Inbound(flush=True)), Inbound(), t)
 
     async def step(self) -> int:
         """One getmany (and/or file batch) -> validate -> engine -> publish; returns items handled."""
@@ -293,13 +301,17 @@ class AgentService:
         t_arrival = time.perf_counter()
         inb = self.intake.take(records, file_batch)
         n = inb.records + (len(file_batch) if file_batch is not None else 0)
-        return _Work(inb, records, t_arrival, n)
+        gen = self.exactly_once.generation if self.exactly_once is not None else 0
+        return _Work(inb, records, t_arrival, n, gen)
 
     async def _process(self, work: _Work) -> None:
+        if self.exactly_once is not None:  # one transaction per step (agent.recovery)
+            await self.exactly_once.process(self, work)
+            return
         inb = work.inbound
         if not inb.empty:
             result = await self.call(self.driver.step, inb)
-            await self._publish(result, inb.dlq + self.intake.dead_letters(inb, result.rejected), work.t_arrival)
+            await self._publish(result, inb, work.t_arrival)
             if inb.md is not None and len(inb.md):
                 self.processed_ts.update(inb.md.latest_ts())
         elif inb.dlq:
@@ -309,16 +321,25 @@ class AgentService:
             await self._commit()
 
     # --------------------------------------------------------- publishing
-    async def _publish(self, res: StepResult, dlq: list[OutRecord], t_arrival: float) -> None:
-        out = list(dlq)
+    async def _publish(self, res: StepResult, inb: Inbound, t_arrival: float) -> None:
+        out = self.outputs(res, inb)
+        if out:
+            await self._send(out)
+        self.observe(res, t_arrival)
+
+    def outputs(self, res: StepResult, inb: Inbound) -> list[OutRecord]:
+        """DLQ copies (intake and engine-side rejections), child orders, venue fills of one step."""
+        out = inb.dlq + self.intake.dead_letters(inb, res.rejected)
         for c in res.children:
             out.append(OutRecord(self.topics.child_orders, codec.encode(codec.child_from_model(c)),
                                  key=c.parent_id.encode()))
         for f in res.venue_fills:
             out.append(OutRecord(self.topics.fills, codec.encode(codec.fill_from_model(f)),
                                  key=f.parent_id.encode()))
-        if out:
-            await self._send(out)
+        return out
+
+    def observe(self, res: StepResult, t_arrival: float) -> None:
+        """Metrics of one published step (``t_arrival`` -> now is the decision latency)."""
         t_ack = time.perf_counter()
         m = self.metrics
         for c in res.children:

@@ -316,10 +316,12 @@ class FillMsg(WireMessage):
 
 
 class AgentStateMsg(WireMessage):
-    """``agent_state.v1``: what must survive a crash, per parent order (compacted topic).
+    """``agent_state.v1``: what must survive a crash, per parent order (compacted topic, key parent_id).
 
-    ``estimator`` holds the online impact estimator's numbers (finite floats
-    or lists of them) under names the engine chooses.
+    ``engine`` is the engine's crash-recovery record of the parent
+    (``agent.engine_state.export_parent``: a JSON object restored with
+    ``restore_parent``); the other fields summarise it for people and tools
+    reading the topic. ``agent_id`` is the agent instance that wrote it.
     """
 
     SCHEMA: ClassVar[str] = "agent_state.v1"
@@ -333,7 +335,8 @@ class AgentStateMsg(WireMessage):
     period_index: Annotated[int, Field(ge=-1)] = -1
     fills_seen: list[str] = Field(default_factory=list)
     last_plan: list[NonNegative] = Field(default_factory=list)
-    estimator: dict[str, float | list[float]] = Field(default_factory=dict)
+    agent_id: str = ""
+    engine: dict[str, Any] = Field(default_factory=dict)
 
 
 Message = Mbp10 | ParentOrderMsg | ParentCancelMsg | ChildOrderMsg | FillMsg | AgentStateMsg

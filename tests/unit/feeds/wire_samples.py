@@ -44,6 +44,6 @@ def sample_messages() -> list[tuple[bytes, WireMessage]]:
         (b"P1", AgentStateMsg(
             parent_id="P1", ts_event=T0 + 181 * 10**9, parent=parent, remaining=4250.0,
             filled_quantity=750.0, period_index=3, fills_seen=["F1"], last_plan=[180.0, 150.0],
-            estimator={"beta": 0.005, "gamma": 2e-6, "weights": [0.5, 0.25]},
+            agent_id="a1", engine={"version": 1, "impact": {"beta": 0.005, "weights": [0.5, 0.25]}},
         )),
     ]
