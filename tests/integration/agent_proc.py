@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,7 +15,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import aiokafka
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
+
+from feeds.kafka import KafkaSink, KafkaSource
+from feeds.ports import OutRecord, Record
+from tests.integration.kafka_helpers import drain
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,3 +120,36 @@ class AgentProcess:
         for f in (self._out, self._err):
             if not f.closed:
                 f.close()
+
+
+# --------------------------------------------------------------------- broker helpers
+async def publish_values(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
+    async with KafkaSink(bootstrap) as sink:
+        for i in range(0, len(values), 2000):
+            await sink.send_many([OutRecord(topic, v, key=b"FROG") for v in values[i:i + 2000]])
+
+
+async def caught_up(bootstrap: str, group: str, topics: list[str], timeout_s: float) -> float:
+    """Seconds until the group's committed offsets reach the end offsets of ``topics`` (partition 0)."""
+    t0 = time.monotonic()
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        tps = [aiokafka.TopicPartition(t, 0) for t in topics]
+        ends = await consumer.end_offsets(tps)
+        while time.monotonic() - t0 < timeout_s:
+            got = await admin.list_consumer_group_offsets(group)
+            if all(tp in got and got[tp].offset >= ends[tp] for tp in tps):
+                return time.monotonic() - t0
+            await asyncio.sleep(0.25)
+        raise AssertionError(f"agent stalled: committed {got} < end offsets {ends} after {timeout_s} s")
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def read_all(bootstrap: str, topic: str) -> list[Record]:
+    async with KafkaSource(bootstrap, [topic], group_id=None) as src:
+        return await drain(src, quiet_s=2.0)

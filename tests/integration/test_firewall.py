@@ -26,9 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiokafka
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -40,9 +38,16 @@ from agent.intake import Intake
 from agent.metrics import AgentMetrics
 from agent.model import Fill
 from feeds import codec
-from feeds.kafka import KafkaSink, KafkaSource, create_topics
-from feeds.ports import DLQ_ERROR_HEADER, OutRecord, Record
-from tests.integration.agent_proc import AgentProcess, agent_env, free_port
+from feeds.kafka import create_topics
+from feeds.ports import DLQ_ERROR_HEADER, Record
+from tests.integration.agent_proc import (
+    AgentProcess,
+    agent_env,
+    caught_up,
+    free_port,
+    publish_values,
+    read_all,
+)
 from tests.integration.hostile import (
     FILL,
     MD,
@@ -55,7 +60,6 @@ from tests.integration.hostile import (
     good_parent,
     hostile,
 )
-from tests.integration.kafka_helpers import drain
 
 N_BAD = 10_000
 MAX_BYTES = 65_536
@@ -184,38 +188,6 @@ def _build(rng: random.Random, now: int) -> tuple[dict[str, Stream], set[int], d
     return {PARENT: ps, MD: ms, FILL: fs}, good_ts, parents, fill_qty
 
 
-async def _publish(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
-    async with KafkaSink(bootstrap) as sink:
-        for i in range(0, len(values), 2000):
-            await sink.send_many([OutRecord(topic, v, key=b"FROG") for v in values[i:i + 2000]])
-
-
-async def _caught_up(bootstrap: str, group: str, topics: list[str], timeout_s: float) -> float:
-    """Seconds until the group's committed offsets reach the end offsets of ``topics`` (partition 0)."""
-    t0 = time.monotonic()
-    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await consumer.start()
-    await admin.start()
-    try:
-        tps = [aiokafka.TopicPartition(t, 0) for t in topics]
-        ends = await consumer.end_offsets(tps)
-        while time.monotonic() - t0 < timeout_s:
-            got = await admin.list_consumer_group_offsets(group)
-            if all(tp in got and got[tp].offset >= ends[tp] for tp in tps):
-                return time.monotonic() - t0
-            await asyncio.sleep(0.25)
-        raise AssertionError(f"agent stalled: committed {got} < end offsets {ends} after {timeout_s} s")
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
-async def _read_all(bootstrap: str, topic: str) -> list[Record]:
-    async with KafkaSource(bootstrap, [topic], group_id=None) as src:
-        return await drain(src, quiet_s=2.0)
-
-
 @pytest.fixture(scope="module")
 def firewall_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     stem = f"fw{random.Random().getrandbits(32):08x}"
@@ -231,22 +203,22 @@ def firewall_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory)
     agent = AgentProcess(env, tmp_path_factory.mktemp("firewall"))
     try:
         agent.wait_ready()
-        asyncio.run(_publish(kafka_bootstrap, topics["parent_orders"], streams[PARENT].values))
-        asyncio.run(_caught_up(kafka_bootstrap, f"{stem}.group", [topics["parent_orders"]], 120))
+        asyncio.run(publish_values(kafka_bootstrap, topics["parent_orders"], streams[PARENT].values))
+        asyncio.run(caught_up(kafka_bootstrap, f"{stem}.group", [topics["parent_orders"]], 120))
         t0 = time.monotonic()
 
         async def phase2() -> None:
-            await asyncio.gather(_publish(kafka_bootstrap, topics["md"], streams[MD].values),
-                                 _publish(kafka_bootstrap, topics["fills"], streams[FILL].values))
+            await asyncio.gather(publish_values(kafka_bootstrap, topics["md"], streams[MD].values),
+                                 publish_values(kafka_bootstrap, topics["fills"], streams[FILL].values))
 
         asyncio.run(phase2())
-        asyncio.run(_caught_up(kafka_bootstrap, f"{stem}.group", [topics["md"], topics["fills"]], 180))
+        asyncio.run(caught_up(kafka_bootstrap, f"{stem}.group", [topics["md"], topics["fills"]], 180))
         drain_s = time.monotonic() - t0
         alive = agent.proc.poll() is None
         samples = agent.samples()
         summary = agent.stop()
-        dlq = {k: asyncio.run(_read_all(kafka_bootstrap, v)) for k, v in dlqs.items()}
-        children = asyncio.run(_read_all(kafka_bootstrap, topics["child_orders"]))
+        dlq = {k: asyncio.run(read_all(kafka_bootstrap, v)) for k, v in dlqs.items()}
+        children = asyncio.run(read_all(kafka_bootstrap, topics["child_orders"]))
         run = Run(streams, topics, good_ts, parents, fill_qty, dlq, children, samples, summary, alive, drain_s,
                   agent.stderr())
         for k in (MD, PARENT, FILL):  # the evidence (pytest -s): tried, dead-lettered, by reason
