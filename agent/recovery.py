@@ -85,13 +85,13 @@ class ExactlyOnce:
     agent_id : this instance's id (in the records and the restore log line).
     group_id : the consumer group whose offsets go into each transaction.
     topics : ``md``, ``parent_orders``, ``fills`` (consumed) and ``agent_state``.
-    state_consumer : factory of an unstarted group-less read_committed ``AIOKafkaConsumer``.
+    state_consumer : ``isolation_level -> `` unstarted group-less ``AIOKafkaConsumer`` (see ``read_state``).
     metrics : :class:`ReliabilityMetrics`.
     bootstrap : ``host:port[,host:port]`` probed for ``broker_up``.
     txn_timeout_s : a step transaction not done by then raises ``FeedError``.
     """
 
-    def __init__(self, *, agent_id: str, group_id: str, topics: Any, state_consumer: Callable[[], Any],
+    def __init__(self, *, agent_id: str, group_id: str, topics: Any, state_consumer: Callable[[str], Any],
                  metrics: ReliabilityMetrics, bootstrap: str = "", txn_timeout_s: float = 30.0) -> None:
         self.agent_id, self.group_id, self.topics = agent_id, group_id, topics
         self.state_consumer, self.metrics, self.bootstrap = state_consumer, metrics, bootstrap

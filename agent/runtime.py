@@ -231,9 +231,9 @@ async def run_exactly_once(cfg: AgentConfig, metrics: Any, *, install_signals: b
                 eo = ExactlyOnce(
                     agent_id=agent_id, group_id=k.group_id, topics=t, metrics=rel, bootstrap=k.bootstrap_servers,
                     txn_timeout_s=k.request_timeout_ms / 1000,
-                    state_consumer=lambda: aiokafka.AIOKafkaConsumer(
+                    state_consumer=lambda isolation: aiokafka.AIOKafkaConsumer(
                         **conn.client_kwargs(), group_id=None, enable_auto_commit=False,
-                        isolation_level="read_committed", auto_offset_reset="earliest"))
+                        isolation_level=isolation, auto_offset_reset="earliest"))
                 source = KafkaSource(conn, [], group_id=k.group_id, group_instance_id=agent_id,
                                      session_timeout_ms=k.session_timeout_ms,
                                      heartbeat_interval_ms=max(100, k.session_timeout_ms // 5))

@@ -120,43 +120,60 @@ def drop_unowned(engine: ExecutionEngine, tracker: StateTracker | None, owns: Ca
     return gone
 
 
-async def read_state(consumer_factory: Callable[[], Any], topic: str, *, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
+async def read_state(consumer_factory: Callable[[str], Any], topic: str, *,
+                     timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
     """Newest committed record per ``parent_id`` of ``topic`` (tombstones delete).
 
-    ``consumer_factory()`` returns an unstarted ``AIOKafkaConsumer`` without a
-    group, ``isolation_level="read_committed"``. The end offsets are taken
-    once after assignment (the last stable offset under read_committed), and
-    the topic is read up to them. Undecodable records are logged and skipped.
+    ``consumer_factory(isolation_level)`` returns an unstarted group-less
+    ``AIOKafkaConsumer``. The high watermarks are taken first; then, under
+    ``read_committed``, the function waits until the last stable offset of
+    every partition reaches them (every transaction open at that moment has
+    committed or aborted: a killed agent's open transaction is aborted by the
+    broker after ``transaction.timeout.ms``) and reads the topic up to them.
+    Without that wait, a record committed by a live agent *after* a dead
+    agent's open transaction would be missed. Undecodable records are skipped.
     """
     import asyncio
 
     from aiokafka import TopicPartition as TP
 
-    consumer = consumer_factory()
-    await consumer.start()
-    out: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout_s
+    probe = consumer_factory("read_uncommitted")
+    await probe.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        deadline = time.monotonic() + timeout_s
+        parts = probe.partitions_for_topic(topic)
         while not parts:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no metadata for state topic {topic!r}")
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic)
+            await probe._client.force_metadata_update()
+            parts = probe.partitions_for_topic(topic)
             if not parts:
                 await asyncio.sleep(0.1)
         tps = [TP(topic, p) for p in sorted(parts)]
+        high = await probe.end_offsets(tps)
+    finally:
+        await probe.stop()
+    consumer = consumer_factory("read_committed")
+    await consumer.start()
+    out: dict[str, dict[str, Any]] = {}
+    try:
         consumer.assign(tps)
+        while True:
+            stable = await consumer.end_offsets(tps)
+            if all(stable[tp] >= high[tp] for tp in tps):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"state topic {topic!r}: open transactions not resolved within {timeout_s} s")
+            await asyncio.sleep(0.2)
         await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        todo = {tp for tp in tps if end[tp] > 0}
+        todo = {tp for tp in tps if high[tp] > 0}
         while todo:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"state topic {topic!r} not read to its end within {timeout_s} s")
             batches = await consumer.getmany(*todo, timeout_ms=200)
             for tp, msgs in batches.items():
                 for m in msgs:
-                    if m.offset >= end[tp]:
+                    if m.offset >= high[tp]:
                         continue
                     key = m.key.decode() if m.key else ""
                     if m.value is None:
@@ -167,7 +184,7 @@ async def read_state(consumer_factory: Callable[[], Any], topic: str, *, timeout
                     except ValueError as exc:
                         log.error("undecodable state record %s@%d: %s", tp, m.offset, exc)
             for tp in list(todo):
-                if await consumer.position(tp) >= end[tp]:
+                if await consumer.position(tp) >= high[tp]:
                     todo.discard(tp)
     finally:
         await consumer.stop()

@@ -50,8 +50,9 @@ async def setup_topics(conn: KafkaConnection, t: TopicsSection, partitions: int)
 
 
 def state_reader(conn: KafkaConnection):  # type: ignore[no-untyped-def]
-    return lambda: aiokafka.AIOKafkaConsumer(**conn.client_kwargs(), group_id=None, enable_auto_commit=False,
-                                             isolation_level="read_committed", auto_offset_reset="earliest")
+    return lambda isolation: aiokafka.AIOKafkaConsumer(**conn.client_kwargs(), group_id=None,
+                                                       enable_auto_commit=False, isolation_level=isolation,
+                                                       auto_offset_reset="earliest")
 
 
 async def publish_parents(conn: KafkaConnection, topic: str, parents: list[ParentOrder]) -> None:
