@@ -77,6 +77,10 @@ class KafkaSection(_Section):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
+    ssl_certfile: str | None = Field(default=None, description="client certificate (mutual TLS)")
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = Field(default=None, description="password of ssl_keyfile")
+    ssl_check_hostname: bool = True
     client_id: str = "mpc-agent"
     group_id: str = "mpc-agent"
     agent_id: str = Field(default="", description="this agent instance's stable id (transactional id "
@@ -209,6 +213,11 @@ class AgentConfig(BaseSettings):
             penalty_ticks=e.penalty_ticks, tick=e.tick_usd, size_grid_multiple=e.size_grid_multiple_x,
             risk=limits, solver=_dataclass_from(SolverSettings, _solver_values(self.solver)),
         )
+
+    def secret_values(self) -> list[str]:
+        """The plain text of every secret setting (for log redaction; never log or print these)."""
+        k = self.kafka
+        return [s.get_secret_value() for s in (k.sasl_password, k.ssl_password) if s is not None]
 
     def masked(self) -> dict[str, Any]:
         """JSON-able dump with secrets masked (``--print-config``)."""

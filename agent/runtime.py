@@ -93,9 +93,18 @@ def kafka_connection(cfg: AgentConfig) -> Any:
     return KafkaConnection(
         bootstrap_servers=k.bootstrap_servers, security_protocol=k.security_protocol,
         sasl_mechanism=k.sasl_mechanism, sasl_username=k.sasl_username, sasl_password=k.sasl_password,
-        ssl_cafile=k.ssl_cafile, client_id=k.client_id, max_message_bytes=k.max_message_bytes,
+        ssl_cafile=k.ssl_cafile, ssl_certfile=k.ssl_certfile, ssl_keyfile=k.ssl_keyfile,
+        ssl_password=k.ssl_password, ssl_check_hostname=k.ssl_check_hostname,
+        client_id=k.client_id, max_message_bytes=k.max_message_bytes,
         request_timeout_ms=k.request_timeout_ms,
     )
+
+
+def _redact_logs(cfg: AgentConfig) -> None:
+    """Mask the configured secrets in every log record, whatever logger writes it (agent.log_redact)."""
+    from agent.log_redact import install_redaction
+
+    install_redaction(cfg.secret_values())
 
 
 # ---------------------------------------------------------------------- run
@@ -142,8 +151,12 @@ async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[st
             sink = KafkaSink(kafka_connection(cfg))
     else:
         conn = kafka_connection(cfg)
+        from feeds.kafka_auth import check_credentials
+
+        await check_credentials(conn)  # a refused password is a ConfigError, not an endless retry
         try:
-            await create_topics(conn, [t.md, t.parent_orders, t.child_orders, t.fills, t.dlq])
+            await create_topics(conn, [t.md, t.parent_orders, t.child_orders, t.fills, t.dlq,
+                                       f"{t.parent_orders}.dlq", f"{t.fills}.dlq"])
         except Exception as exc:  # the broker may forbid it: topics then come from the init job
             log.warning("could not create topics: %s", exc)
         kw["source"] = KafkaSource(conn, [t.md, t.parent_orders, t.fills], group_id=cfg.kafka.group_id)
@@ -220,11 +233,15 @@ async def run_exactly_once(cfg: AgentConfig, metrics: Any, *, install_signals: b
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
     delay, t0, engine = 0.5, time.perf_counter(), None
+    from feeds.kafka_auth import check_credentials
+
     try:
+        await check_credentials(conn)  # a refused password is a ConfigError, not an endless retry
         while not stop.is_set():
             t_start = time.monotonic()
             try:
-                await create_topics(conn, [t.md, t.parent_orders, t.child_orders, t.fills, t.dlq])
+                await create_topics(conn, [t.md, t.parent_orders, t.child_orders, t.fills, t.dlq,
+                                           f"{t.parent_orders}.dlq", f"{t.fills}.dlq"])
                 await create_topics(conn, [t.agent_state], compacted=True)
                 engine = ExecutionEngine(cfg.engine_settings(), clock=time.time_ns)
                 engine.kill_switch = cfg.risk.kill_switch
@@ -277,6 +294,7 @@ def run_command(args: argparse.Namespace) -> int:
         "http": {"port": g("metrics_port")},
     }
     cfg = load_config(g("config"), overrides)
+    _redact_logs(cfg)
     if g("print_config"):
         print(json.dumps(cfg.masked(), indent=2))
         return 0
@@ -322,6 +340,7 @@ def publish_command(args: argparse.Namespace) -> int:
                    "period_s": g("period_s"), "symbol": g("symbol")},
     }
     cfg = load_config(g("config"), overrides)
+    _redact_logs(cfg)
     if not args.path and not (cfg.parent.json_path or cfg.parent.quantity_shares > 0):
         raise ConfigError("publish needs a data file PATH and/or a parent order (--parent-order FILE.json "
                           "or --quantity/--side/--start/--end)")
