@@ -121,7 +121,7 @@ def drop_unowned(engine: ExecutionEngine, tracker: StateTracker | None, owns: Ca
 
 
 async def read_state(consumer_factory: Callable[[str], Any], topic: str, *,
-                     timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
+                     timeout_s: float = 60.0, wait_stable: bool = True) -> dict[str, dict[str, Any]]:
     """Newest committed record per ``parent_id`` of ``topic`` (tombstones delete).
 
     ``consumer_factory(isolation_level)`` returns an unstarted group-less
@@ -131,7 +131,9 @@ async def read_state(consumer_factory: Callable[[str], Any], topic: str, *,
     committed or aborted: a killed agent's open transaction is aborted by the
     broker after ``transaction.timeout.ms``) and reads the topic up to them.
     Without that wait, a record committed by a live agent *after* a dead
-    agent's open transaction would be missed. Undecodable records are skipped.
+    agent's open transaction would be missed. ``wait_stable=False`` reads up
+    to the last stable offsets instead (what is committed now, e.g. a single
+    writer's state just after it was killed). Undecodable records are skipped.
     """
     import asyncio
 
@@ -160,6 +162,8 @@ async def read_state(consumer_factory: Callable[[str], Any], topic: str, *,
         consumer.assign(tps)
         while True:
             stable = await consumer.end_offsets(tps)
+            if not wait_stable:
+                high = stable
             if all(stable[tp] >= high[tp] for tp in tps):
                 break
             if time.monotonic() > deadline:

@@ -108,7 +108,9 @@ async def _crash_scenario(bootstrap: str, tmp_path: Path) -> None:
                 await asyncio.sleep(rng.uniform(1.0, 3.0))
                 assert agent.alive, agent.log_text()[-3000:]
                 agent.kill()
-                state = await read_state(state_reader(conn), topics.agent_state)
+                # the last committed state: up to the last stable offset (the killed agent's open
+                # transaction, if any, starts there and is aborted by its successor)
+                state = await read_state(state_reader(conn), topics.agent_state, wait_stable=False)
                 before = state.get(parent.parent_id)
                 n_restores = len(agent.restores())
                 agent.start()
