@@ -98,7 +98,7 @@ class ParentOrder:
 
     @property
     def period_ns(self) -> int:
-        return int(round(self.period_s * NS_PER_S))
+        return round(self.period_s * NS_PER_S)
 
     @property
     def n_periods(self) -> int:

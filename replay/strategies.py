@@ -49,9 +49,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.policy import DecisionInput, EngineSettings, Policy, PolicyFactory, mpc_policy
 from agent.model import NS_PER_S, FloatArray, ParentOrder, Plan, SolverInfo
 from agent.mpc import RecedingHorizonQP
+from agent.policy import DecisionInput, EngineSettings, Policy, PolicyFactory, mpc_policy
 
 STRATEGIES: tuple[str, ...] = ("mpc", "twap", "vwap", "pov", "ac", "open-loop")
 DAY_S = 86_400

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.policy import DecisionInput, EngineSettings
 from agent.model import NS_PER_S, ParentOrder
+from agent.policy import DecisionInput, EngineSettings
 from replay.strategies import (
     AlmgrenChrissPolicy,
     OpenLoopPolicy,
