@@ -90,6 +90,8 @@ class KafkaSection(_Section):
     session_timeout_ms: int = Field(default=10_000, gt=0, description="group session: a dead agent's "
                                     "partitions move to the others after this")
     transaction_timeout_ms: int = Field(default=15_000, gt=0)
+    retry_backoff_ms: int = Field(default=500, gt=0, description="aiokafka's (fixed) wait between "
+                                  "reconnect/metadata attempts while a broker is unreachable")
     max_message_bytes: int = Field(default=1_048_576, gt=0)
     request_timeout_ms: int = Field(default=30_000, gt=0)
 

@@ -101,6 +101,7 @@ class ExactlyOnce:
         self.restores: list[dict[str, Any]] = []
         self.tracker: StateTracker | None = None
         self._service: AgentService | None = None
+        self.failure: BaseException | None = None  # a restore that failed: the service must be rebuilt
 
     @property
     def input_topics(self) -> list[str]:
@@ -133,6 +134,14 @@ class ExactlyOnce:
             self.generation += 1
 
     async def _assigned(self, assigned: Any) -> None:
+        try:
+            await self._restore_owned(assigned)
+        except Exception as exc:  # never trade without the state: the next step raises, the runtime rebuilds
+            log.error("restore on assignment failed: %r", exc)
+            self.failure = exc
+            self.generation += 1
+
+    async def _restore_owned(self, assigned: Any) -> None:
         svc = self._service
         assert svc is not None and self.tracker is not None
         async with self.lock:
@@ -162,6 +171,8 @@ class ExactlyOnce:
         """One transaction: engine step, then children + DLQ + state records + offsets."""
         assert self.tracker is not None
         async with self.lock:
+            if self.failure is not None:
+                raise FeedError(f"state restore failed: {self.failure!r}; rebuilding from the state topic")
             if work.generation != self.generation:
                 self.metrics.transactions.labels(outcome="discarded").inc()
                 log.info("discarding a batch of %d record(s) fetched before a rebalance", work.n)

@@ -253,9 +253,10 @@ async def run_exactly_once(cfg: AgentConfig, metrics: Any, *, install_signals: b
                         isolation_level=isolation, auto_offset_reset="earliest"))
                 source = KafkaSource(conn, [], group_id=k.group_id, group_instance_id=agent_id,
                                      session_timeout_ms=k.session_timeout_ms,
-                                     heartbeat_interval_ms=max(100, k.session_timeout_ms // 5))
+                                     heartbeat_interval_ms=max(100, k.session_timeout_ms // 5),
+                                     retry_backoff_ms=k.retry_backoff_ms)
                 sink = KafkaSink(conn, transactional_id=f"{k.group_id}.{agent_id}",
-                                 transaction_timeout_ms=k.transaction_timeout_ms)
+                                 transaction_timeout_ms=k.transaction_timeout_ms, retry_backoff_ms=k.retry_backoff_ms)
                 service = AgentService(engine, sink=sink, metrics=metrics, topics=t, settings=cfg.service,
                                        source=source, max_message_bytes=k.max_message_bytes,
                                        clock=time.time_ns if cfg.service.clock == "wall" else None,
