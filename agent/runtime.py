@@ -321,7 +321,7 @@ async def publish(cfg: AgentConfig, *, path: str | None, topic: str, speed_x: fl
     async with KafkaSink(kafka_connection(cfg)) as sink:
         if parent is not None:
             await sink.send(cfg.topics.parent_orders, codec.encode(codec.parent_from_model(parent)),
-                            key=parent.parent_id.encode())
+                            key=parent.symbol.encode())  # key = symbol: the owning agent
             out["parent_order"] = parent.parent_id
         if book is not None:
             t0 = time.perf_counter()

@@ -105,7 +105,8 @@ class FillResponder:
             return []
         if not isinstance(msg, codec.ChildOrderMsg):
             return []
-        return [OutRecord(self.fills_topic, codec.encode(codec.fill_from_model(f)), key=f.parent_id.encode())
+        # key = symbol: with several agents in one group the fill reaches the agent owning the symbol
+        return [OutRecord(self.fills_topic, codec.encode(codec.fill_from_model(f)), key=msg.symbol.encode())
                 for f in self.venue(codec.child_to_model(msg))]
 
 
