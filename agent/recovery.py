@@ -195,7 +195,7 @@ class ExactlyOnce:
             offsets = next_offsets(r for rs in work.records.values() for r in rs)
             try:
                 await asyncio.wait_for(self._transact(svc, out, offsets), self.txn_timeout_s)
-            except (FeedError, TimeoutError) as exc:
+            except Exception as exc:
                 self.metrics.transactions.labels(outcome="failed").inc()
                 raise FeedError(f"step transaction failed: {exc!r}; rebuilding from the state topic") from exc
             self.metrics.transactions.labels(outcome="committed").inc()
@@ -216,7 +216,7 @@ class ExactlyOnce:
         except BaseException:
             try:
                 await asyncio.wait_for(sink.abort(), 5.0)
-            except (FeedError, TimeoutError) as exc:  # the successor's init aborts it anyway
+            except Exception as exc:  # e.g. fenced (fatal state): the successor's init aborts it anyway
                 log.warning("abort failed: %r", exc)
             raise
         await sink.commit()

@@ -239,6 +239,8 @@ async def run_exactly_once(cfg: AgentConfig, metrics: Any, *, install_signals: b
         await check_credentials(conn)  # a refused password is a ConfigError, not an endless retry
         while not stop.is_set():
             t_start = time.monotonic()
+            source: Any = None
+            sink: Any = None
             try:
                 await create_topics(conn, [t.md, t.parent_orders, t.child_orders, t.fills, t.dlq,
                                            f"{t.parent_orders}.dlq", f"{t.fills}.dlq"])
@@ -266,12 +268,17 @@ async def run_exactly_once(cfg: AgentConfig, metrics: Any, *, install_signals: b
                     if stop.is_set():
                         break
                     await service.run()
-            except FeedError as exc:
+            except Exception as exc:  # crash-only: whatever broke, the state topic has the truth
                 rel.service_restarts.labels(cause=type(exc).__name__).inc()
                 if time.monotonic() - t_start > 60:
                     delay = 0.5
-                log.error("feed failure: %s; rebuilding from the state topic in %.1f s", exc, delay)
+                log.error("%s: %s; rebuilding from the state topic in %.1f s", type(exc).__name__, exc, delay,
+                          exc_info=not isinstance(exc, FeedError))
                 current.pop("service", None)
+                for part in (source, sink):  # the service's stop() may not have reached them
+                    if part is not None:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(part.stop(), 5.0)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 delay = min(15.0, delay * 2)

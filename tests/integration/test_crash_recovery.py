@@ -13,6 +13,7 @@ equals the one in the last committed state record before the kill.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -142,5 +143,59 @@ async def _crash_scenario(bootstrap: str, tmp_path: Path) -> None:
         print(f"\ncrash recovery: {KILLS} SIGKILLs survived in {t_kills:.1f} s, {len(children)} child orders, "
               f"0 duplicates, {sent[parent.parent_id]:.0f}/{QTY:.0f} shares, restored remaining checks: {checks}, "
               f"total {time.monotonic() - t0:.1f} s")
+    finally:
+        agent.kill()
+
+
+def test_fenced_transaction_rebuilds_the_service_from_the_state_topic(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A real broker-side transaction failure: another producer takes the agent's transactional id
+    (ProducerFenced on the agent's next commit). The agent process rebuilds its service from the state
+    topic (no exit), restores the last committed remaining quantity and completes without duplicates."""
+    asyncio.run(_fenced_scenario(kafka_bootstrap, tmp_path))
+
+
+async def _fenced_scenario(bootstrap: str, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    topics = make_topics(tag)
+    conn = KafkaConnection(bootstrap_servers=bootstrap, client_id=f"test-{tag}", request_timeout_ms=5000)
+    await setup_topics(conn, topics, 1)
+    start = time.time_ns() + 4 * NS_PER_S
+    qty, periods = 600.0, 20
+    parent = ParentOrder(f"F-{tag}", "FROG", "sell", qty, start, start + periods * NS_PER_S, period_s=1.0)
+    agent = AgentProcess(agent_env(bootstrap, topics, agent_id=f"fence-{tag}", group_id=f"g-{tag}"),
+                         tmp_path / "agent.log")
+    try:
+        async with Market(conn, topics.md, ["FROG"]), Venue(conn, topics):
+            await publish_parents(conn, topics.parent_orders, [parent])
+            agent.start()
+
+            async def state(pred) -> dict:  # type: ignore[no-untyped-def, type-arg]
+                while True:
+                    rec = (await read_state(state_reader(conn), topics.agent_state)).get(parent.parent_id)
+                    if rec is not None and pred(rec):
+                        return rec
+                    await asyncio.sleep(0.3)
+
+            await asyncio.wait_for(state(lambda r: r["period_index"] >= 3), 60)
+            fencer = aiokafka.AIOKafkaProducer(**conn.client_kwargs(), transactional_id=f"g-{tag}.fence-{tag}",
+                                               enable_idempotence=True)
+            await fencer.start()  # InitProducerId bumps the epoch: the agent's producer is fenced
+            before = await read_state(state_reader(conn), topics.agent_state, wait_stable=False)
+            await wait_for(lambda: "rebuilding from the state topic" in agent.log_text(), "a rebuild", 30)
+            await wait_for(lambda: len(agent.restores()) >= 1, "the restore after the rebuild", 30)
+            restored = agent.restores()[0]
+            final = await asyncio.wait_for(state(lambda r: r["status"] != "active"), periods + 30)
+            with contextlib.suppress(Exception):
+                await fencer.stop()
+            assert agent.alive and agent.starts == 1, "the process itself must not have exited"
+            agent.stop()
+            children = await read_topic(conn, topics.child_orders)
+        sent = check_children(children, [parent])
+        # the agent is fenced from the fencer's InitProducerId on: the last committed state is the one read
+        # right after it
+        assert restored["remaining"] == before[parent.parent_id]["engine"]["remaining"]
+        assert final["status"] == "completed" and sent[parent.parent_id] == pytest.approx(qty)
+        print(f"\nfenced: service rebuilt in process, restored remaining {restored['remaining']:.0f}, "
+              f"{len(children)} child orders, 0 duplicates, {sent[parent.parent_id]:.0f}/{qty:.0f} shares")
     finally:
         agent.kill()
