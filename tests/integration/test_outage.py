@@ -7,8 +7,8 @@ other tests is not disturbed. A real agent process executes a buy parent order
 (1 s periods) against a live synthetic market; the broker is paused for
 ``OUTAGE_S`` and resumed. Checks: the agent process survives and reconnects;
 no child order was created during the outage or decided on a book older than
-``max_snapshot_age_ms`` (the market's rows buffered during the outage arrive
-stale); no duplicate child order id, total quantity == parent quantity, the
+``max_snapshot_age_ms`` (books stamped during the outage are published
+late, right after it, and must not trigger orders); no duplicate child order id, total quantity == parent quantity, the
 parent completed; ``/metrics`` showed ``mpc_agent_broker_up 0`` during the
 outage and counts the outage seconds.
 """
@@ -29,8 +29,17 @@ import pytest
 
 from agent.model import NS_PER_S, ParentOrder
 from agent.state_store import read_state
-from feeds.kafka import KafkaConnection
-from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env, read_topic
+from feeds import codec
+from feeds.kafka import KafkaConnection, KafkaSink
+from feeds.ports import OutRecord
+from tests.integration.agent_process import (
+    AgentProcess,
+    Market,
+    Venue,
+    agent_env,
+    book_row,
+    read_topic,
+)
 from tests.integration.test_crash_recovery import (
     check_children,
     make_topics,
@@ -140,6 +149,11 @@ async def _outage_scenario(broker: PrivateBroker, bootstrap: str, tmp_path: Path
             t_up = time.time_ns()  # the broker is certainly down between t_down and t_up
             await asyncio.to_thread(broker.run, "resume")
             outage_s = (time.time_ns() - t_down) / NS_PER_S
+            # books from the outage delivered late (what a buffering upstream would do): they span
+            # several period starts and must not trigger any order
+            stale = [book_row("FROG", t_down + i * NS_PER_S // 4, i, 10.0) for i in range(40)]
+            async with KafkaSink(conn) as late:
+                await late.send_many([OutRecord(topics.md, codec.encode(m), key=b"FROG") for m in stale])
 
             async def done() -> dict:  # type: ignore[type-arg]
                 while True:
@@ -162,6 +176,7 @@ async def _outage_scenario(broker: PrivateBroker, bootstrap: str, tmp_path: Path
             created_ns = r.timestamp * 1_000_000
             assert not (t_down < created_ns < t_up), f"child order created during the outage: {child}"
             ages.append((created_ns - child["ts_event"]) / NS_PER_S)
+            assert not (t_down <= child["ts_event"] <= t_up), f"child order decided on an outage book: {child}"
         assert max(ages) <= MAX_AGE_S + 0.5, f"a child order was decided on a stale book: {max(ages):.3f} s"
         assert any(m.get("mpc_agent_broker_up") == 0.0 for m in during), during
         assert after["mpc_agent_broker_up"] == 1.0
