@@ -170,12 +170,23 @@ class AgentService:
             await self._commit(force=True)
         except FeedError as exc:
             log.warning("final offset commit failed: %s", exc)
-        stop_feed = getattr(self.md_feed, "stop", None)
-        if stop_feed is not None:
-            await stop_feed()
-        if self.source is not None:
-            await self.source.stop()
-        await self.sink.stop()  # flushes pending sends
+        closers = [("md feed", getattr(self.md_feed, "stop", None)),
+                   ("source", None if self.source is None else self.source.stop),
+                   ("sink", self.sink.stop)]  # the sink last: it flushes pending sends
+        for name, close in closers:
+            if close is None:
+                continue
+            try:  # one failing feed must not leave the others (e.g. the producer) open
+                await close()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # aiokafka's consumer.stop() re-raises the cancellation of its own fetch task
+                # when the broker is gone; that is not a request to cancel us
+                log.warning("closing the %s was interrupted by an internal cancellation", name)
+            except Exception as exc:
+                log.warning("closing the %s failed: %s", name, exc)
 
     async def __aenter__(self) -> AgentService:
         await self.start()

@@ -321,3 +321,20 @@ async def test_stop_gives_up_on_a_hanging_sink_after_shutdown_timeout() -> None:
     await svc.start()
     await asyncio.wait_for(svc.stop(), 2.0)
     assert svc._executor is None
+
+
+async def test_stop_closes_the_sink_even_when_the_source_stop_raises_an_internal_cancellation() -> None:
+    """aiokafka's consumer.stop() re-raises its fetch task's cancellation when the broker is gone."""
+    bus = MemoryBus()
+
+    class BrokenSource(MemorySource):
+        async def stop(self) -> None:
+            await super().stop()
+            raise asyncio.CancelledError
+
+    sink = MemorySink(bus)
+    svc = AgentService(ExecutionEngine(), sink=sink, metrics=metrics(), topics=TOPICS,
+                       source=BrokenSource(bus, [TOPICS.parent_orders]))
+    await svc.start()
+    await svc.stop()  # must neither raise nor leave the producer open
+    assert sink._started is False
