@@ -154,8 +154,9 @@ def instrument(svc: Any) -> tuple[list[dict[str, float]], list[float], dict[str,
     previous step's publication still busy), ``engine`` = ``EngineDriver.step`` on the engine
     thread, ``begin`` / ``send`` / ``offsets`` / ``commit`` = the sink's calls (``send`` is the
     child orders + state records + DLQ batch with its acks; the other three exist only with
-    transactions), ``total`` = arrival -> the step returns (the recorded decision latency is
-    taken just before the step's metrics, i.e. ``total`` minus the metric updates).
+    transactions), ``other`` = the rest of the step (executor hand-off, encoding, the state
+    records' serialisation, the exactly-once lock), ``total`` = arrival -> the step returns (the
+    recorded decision latency is taken just before the step's metrics: ``total`` minus those).
     Also returns the solve times (us) of every decision and the child orders per parent.
     """
     steps: list[dict[str, float]] = []
@@ -193,8 +194,9 @@ def instrument(svc: Any) -> tuple[list[dict[str, float]], list[float], dict[str,
         n0, t = svc.children_sent, time.perf_counter()
         await process(work)
         if svc.children_sent > n0:
-            steps.append({"wait": t - work.t_arrival, **cur, "total": time.perf_counter() - work.t_arrival,
-                          "children": float(svc.children_sent - n0)})
+            total = time.perf_counter() - work.t_arrival
+            steps.append({"wait": t - work.t_arrival, **cur, "other": total - (t - work.t_arrival) - sum(cur.values()),
+                          "total": total, "children": float(svc.children_sent - n0)})
 
     svc._process = timed_process
     return steps, solves, per_parent
@@ -357,7 +359,7 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
 def breakdown(steps: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """p50 / p99 / mean in ms of each part of the decision steps (see :func:`instrument`)."""
     out: dict[str, dict[str, float]] = {}
-    for part in ("wait", "engine", "begin", "send", "offsets", "commit", "total"):
+    for part in ("wait", "engine", "begin", "send", "offsets", "commit", "other", "total"):
         v = np.array([s.get(part, 0.0) for s in steps]) * 1e3
         if len(v) and v.any():
             out[part] = {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),
@@ -440,7 +442,7 @@ def main() -> int:
           f"p99 <= {res['targets']['latency_ms_p99']:g} ms (agent_paced; arrival -> ack, or -> commit with "
           "exactly once)")
     print("\ndecision steps, where the time goes (ms, p50 / p99; see instrument()):")
-    parts = ["wait", "engine", "begin", "send", "offsets", "commit", "total"]
+    parts = ["wait", "engine", "begin", "send", "offsets", "commit", "other", "total"]
     print_table([{"phase": r["phase"], "mode": r["mode"],
                   **{k: f"{v['p50']:.2f} / {v['p99']:.2f}" for k, v in r["breakdown"].items()}}
                  for r in res["rows"] if "breakdown" in r], ["phase", "mode", *parts])
