@@ -162,7 +162,7 @@ def kafka_sasl_bootstrap(kafka_bootstrap: str) -> tuple[str, str, str]:
     sasl = base / "run" / "sasl_bootstrap"
     if local.exists() and sasl.exists() and local.read_text().strip() == kafka_bootstrap:
         return sasl.read_text().strip(), "mpc", "mpc-secret"
-    pytest.skip("the broker in use has no SASL_PLAINTEXT listener; set KAFKA_SASL_BOOTSTRAP_SERVERS")
+    _no_broker("the broker in use has no SASL_PLAINTEXT listener; set KAFKA_SASL_BOOTSTRAP_SERVERS")
 
 
 @pytest.fixture

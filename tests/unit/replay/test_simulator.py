@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -319,9 +320,13 @@ def test_execute_never_overfills_nor_crosses_limit(
 FROG = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "FROG_2025-04-03.mbp10.csv.gz"
 
 
-@pytest.mark.skipif(not FROG.exists(), reason="real FROG day not beside the repository")
 def test_execute_on_real_day_matches_walk_levels_per_minute() -> None:
     from feeds.databento_csv import iter_csv
+
+    if not FROG.exists():  # CI has ../shared/data beside the clone: there the test must run
+        if os.environ.get("CI"):
+            pytest.fail(f"the real FROG day is expected at {FROG}")
+        pytest.skip(f"the real FROG day is not at {FROG}")
 
     book, _ = BookBatch.concat(list(iter_csv(FROG))).clean()
     s = FillSimulator(book, SimulatorSettings(latency_ms=5.0, recovery_half_life_s=0.0))
