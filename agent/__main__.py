@@ -1,5 +1,5 @@
 """``python -m agent`` is the same as the ``mpc-agent`` command."""
 
-from agent.cli import main
+from agent.app.cli import main
 
 raise SystemExit(main())

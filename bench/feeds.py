@@ -34,13 +34,13 @@ CSV_MAX_RATIO_TO_PANDAS = 1.5
 
 
 def _count_raw(path: Path, fmt: str) -> int:
-    from feeds.readers import open_batches
+    from feeds.files.readers import open_batches
 
     return sum(len(b) for b in open_batches(path, fmt))
 
 
 def _count_clean(path: Path, fmt: str) -> int:
-    from feeds.readers import read_book
+    from feeds.files.readers import read_book
 
     return len(read_book(path, fmt).batch)
 
@@ -50,7 +50,7 @@ def run(data: Path, repeat: int) -> dict[str, Any]:
     hits every case alike), keep the best time of each."""
     import pandas as pd
 
-    from feeds.parquet import convert_to_parquet
+    from feeds.files.parquet import convert_to_parquet
 
     with tempfile.TemporaryDirectory() as tmp:
         pq_path = Path(tmp) / "frog.parquet"

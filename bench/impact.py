@@ -1,4 +1,4 @@
-"""Benchmark: cost-curve throughput, vectorised ``agent.impact.cost_curves`` vs a per-row loop.
+"""Benchmark: cost-curve throughput, vectorised ``agent.core.impact.estimator.cost_curves`` vs a per-row loop.
 
 The baseline is what notebooks did: for each snapshot row (``iterrows``
 style) and each order size, walk the levels in Python. Both run on the same
@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.impact import cost_curves  # noqa: E402
+from agent.core.impact.estimator import cost_curves  # noqa: E402
 from bench._common import best_of, environment, print_table, write_json  # noqa: E402
 
 FROG = ROOT / ".." / "shared" / "data" / "FROG_2025-04-03.mbp10.csv.gz"
@@ -36,7 +36,7 @@ FROG = ROOT / ".." / "shared" / "data" / "FROG_2025-04-03.mbp10.csv.gz"
 def load_books(rows: int) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(source, bid_px, bid_sz, ask_px, ask_sz) with ``rows`` rows."""
     if FROG.exists():
-        from feeds.readers import read_book
+        from feeds.files.readers import read_book
 
         b = read_book([FROG]).batch
         reps = math.ceil(rows / len(b))

@@ -35,10 +35,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.impact import OnlineImpactEstimator, cost_curves, curves_from_book  # noqa: E402
-from agent.model import NS_PER_S  # noqa: E402
+from agent.core.impact.estimator import OnlineImpactEstimator, cost_curves, curves_from_book  # noqa: E402
+from agent.core.model import NS_PER_S  # noqa: E402
 from bench._common import environment, print_table, write_json  # noqa: E402
-from feeds.readers import read_book  # noqa: E402
+from feeds.files.readers import read_book  # noqa: E402
 from replay.fit import fit_periods  # noqa: E402
 
 FROG = ROOT / ".." / "shared" / "data" / "FROG_2025-04-03.mbp10.csv.gz"

@@ -26,7 +26,7 @@ Phases 2 and 3 (stagger ``--stagger-s``) run in both service modes:
 - ``plain``: idempotent producer, offsets committed every second, parents
   submitted in process (``run --feed kafka`` with ``exactly_once = false``);
 - ``exactly-once``: the product default, wired as
-  ``agent.runtime.run_exactly_once`` does (:func:`build_exactly_once`): one
+  ``agent.app.builder.run_exactly_once`` does (:func:`build_exactly_once`): one
   Kafka transaction per step (child orders + agent-state records + consumed
   offsets), parent orders published to the parent-orders topic keyed by
   symbol; the decision latency ends at the transaction commit.
@@ -85,7 +85,7 @@ def bootstrap(arg: str | None) -> str:
 def workload(minutes: float) -> tuple[list[tuple[bytes, bytes]], np.ndarray, int]:
     """(key, value) messages of 20 symbols in time order, their ts_event, the last ts_event."""
     from feeds.file_feed import encode_rows
-    from feeds.readers import read_book
+    from feeds.files.readers import read_book
 
     book = read_book(DATA).batch
     ts = book.ts_event
@@ -137,7 +137,7 @@ async def bare_consume(conn: Any, topic: str, n: int) -> float:
 
 def parents(stagger_s: float) -> list[Any]:
     """One parent per symbol from 14:05 (+ i * stagger_s), 50 minutes, 60-second periods."""
-    from agent.model import ParentOrder
+    from agent.core.model import ParentOrder
 
     out = []
     for i, s in enumerate(SYMBOLS):
@@ -204,17 +204,17 @@ def instrument(svc: Any) -> tuple[list[dict[str, float]], list[float], dict[str,
 
 async def build_exactly_once(conn: Any, topics: Any, tag: str, engine: Any, metrics: Any, settings: Any,
                              member: str = "agent") -> Any:
-    """The service exactly as ``agent.runtime.run_exactly_once`` builds it (default ``[kafka]`` settings).
+    """The service exactly as ``agent.app.builder.run_exactly_once`` builds it (default ``[kafka]`` settings).
 
     Transactional sink ``<group>.<agent_id>``, group consumer with a static member id subscribed by
-    :class:`agent.recovery.ExactlyOnce` (state restore on assignment), offsets committed inside each
+    :class:`agent.live.delivery.ExactlyOnce` (state restore on assignment), offsets committed inside each
     step's transaction (``commit_offsets=False``), event-time clock (replayed data).
     """
     import aiokafka
 
-    from agent.config import KafkaSection
-    from agent.recovery import ExactlyOnce, ReliabilityMetrics
-    from agent.service import AgentService
+    from agent.app.config import KafkaSection
+    from agent.live.delivery import ExactlyOnce, ReliabilityMetrics
+    from agent.live.service import AgentService
     from feeds.kafka import KafkaSink, KafkaSource, create_topics
 
     k = KafkaSection()
@@ -237,7 +237,7 @@ async def build_exactly_once(conn: Any, topics: Any, tag: str, engine: Any, metr
 
 async def publish_parents(conn: Any, topic: str, stagger_s: float) -> None:
     """The 20 parent orders onto the parent-orders topic, key = symbol (as ``mpc-agent publish``)."""
-    from feeds import codec
+    from feeds.wire import codec
     from feeds.kafka import KafkaSink
     from feeds.ports import OutRecord
 
@@ -261,8 +261,8 @@ async def stage_parents(conn: Any, topics: Any, tag: str, settings: Any) -> None
     """
     from prometheus_client import CollectorRegistry
 
-    from agent.engine import ExecutionEngine
-    from agent.metrics import AgentMetrics
+    from agent.core.engine import ExecutionEngine
+    from agent.live.metrics import AgentMetrics
     from feeds.kafka import create_topics
 
     staged = topics.model_copy(update={"md": f"{topics.md}.empty.{tag}"})
@@ -288,10 +288,10 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
     """
     from prometheus_client import CollectorRegistry
 
-    from agent.config import ServiceSection, TopicsSection
-    from agent.engine import ExecutionEngine
-    from agent.metrics import AgentMetrics
-    from agent.service import AgentService
+    from agent.app.config import ServiceSection, TopicsSection
+    from agent.core.engine import ExecutionEngine
+    from agent.live.metrics import AgentMetrics
+    from agent.live.service import AgentService
     from feeds.kafka import KafkaSink, KafkaSource, create_topics
 
     tag = uuid.uuid4().hex[:6]
@@ -299,7 +299,7 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
                            child_orders=f"bench.children.{tag}", fills=f"bench.fills.{tag}",
                            dlq=f"{md_topic}.dlq", agent_state=f"bench.state.{tag}")
     await create_topics(conn, [topics.parent_orders, topics.child_orders, topics.fills, topics.dlq,
-                               f"{topics.parent_orders}.dlq", f"{topics.fills}.dlq"])  # as agent.runtime
+                               f"{topics.parent_orders}.dlq", f"{topics.fills}.dlq"])  # as agent.app.builder
     engine = ExecutionEngine(clock=time.time_ns)
     metrics = AgentMetrics.create(CollectorRegistry())
     settings = ServiceSection(poll_timeout_ms=20, max_batch_records=5000)

@@ -22,9 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.engine import EngineSettings  # noqa: E402
+from agent.core.engine import EngineSettings  # noqa: E402
 from bench._common import environment, print_table, write_json  # noqa: E402
-from feeds.readers import read_book  # noqa: E402
+from feeds.files.readers import read_book  # noqa: E402
 from replay.report import build_summary  # noqa: E402
 from replay.runner import ReplaySpec, replay  # noqa: E402
 from replay.session import SAMPLE, session_bounds  # noqa: E402

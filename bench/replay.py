@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import best_of, environment, print_table, write_json  # noqa: E402
-from feeds.readers import read_book  # noqa: E402
+from feeds.files.readers import read_book  # noqa: E402
 from replay.runner import ReplaySpec, replay  # noqa: E402
 from replay.session import session_bounds  # noqa: E402
 from replay.simulator import FillSimulator  # noqa: E402

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import environment, write_json  # noqa: E402
-from feeds.readers import read_book  # noqa: E402
+from feeds.files.readers import read_book  # noqa: E402
 from replay.report import build_summary  # noqa: E402
 from replay.runner import ReplaySpec, replay  # noqa: E402
 from replay.session import session_bounds  # noqa: E402

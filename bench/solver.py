@@ -1,11 +1,11 @@
-"""Solver benchmark: the receding-horizon QP of agent.mpc against the alternatives.
+"""Solver benchmark: the receding-horizon QP of agent.core.mpc.qp against the alternatives.
 
 Every method solves the *same* sequence of per-period problems of one parent
 order (U-shaped volume day, forecasts drifting ~3% per period, remaining
 quantity following a fixed noisy path), for N in {50, 390, 1000} periods and
 two cases: ``separable`` (impact only) and ``risk`` (plus L sigma^2 sum r_k^2):
 
-- ``ours``            agent.mpc.RecedingHorizonQP: built once, update + warm start,
+- ``ours``            agent.core.mpc.qp.RecedingHorizonQP: built once, update + warm start,
                       30 fine + 20 blocked slots
 - ``osqp-unblocked``  the same class without blocking (N slots), warm
 - ``osqp-cold``       a new RecedingHorizonQP (setup + cold solve) every period
@@ -13,7 +13,7 @@ two cases: ``separable`` (impact only) and ``risk`` (plus L sigma^2 sum r_k^2):
                       warm start, see OSQP_KW)
 - ``cvxpy-rebuilt``   cvxpy problem rebuilt every period, OSQP (same settings)
 - ``slsqp``           scipy SLSQP with analytic gradient (few periods at large N)
-- ``exact``           agent.kkt.solve_separable_exact (separable case only)
+- ``exact``           agent.core.mpc.oracle.solve_separable_exact (separable case only)
 
 Reported per method: median and p99 wall time of one period's solve (us),
 max relative objective gap of the per-period plan against a tight Clarabel
@@ -48,8 +48,8 @@ from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.kkt import model_cost, solve_separable_exact
-from agent.mpc import RecedingHorizonQP, SolverSettings
+from agent.core.mpc.oracle import model_cost, solve_separable_exact
+from agent.core.mpc.qp import RecedingHorizonQP, SolverSettings
 from bench._common import environment, print_table, write_json
 
 # warm_start=False: with cvxpy 1.9.3 + osqp 1.1.3 cvxpy's warm path fails to update the

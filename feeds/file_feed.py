@@ -1,7 +1,7 @@
 """Paced file replay: a data file as a live market-data feed (``mpc-agent run --feed file``).
 
 :class:`FileFeed` yields ``BookBatch`` chunks of an already validated book
-(``feeds.readers.read_book``) as an async iterator, at ``speed_x`` times real
+(``feeds.files.readers.read_book``) as an async iterator, at ``speed_x`` times real
 time: a row with event time ``t`` is released once
 
     (t - t_first) / speed_x  <=  wall time elapsed since the first batch
@@ -56,8 +56,8 @@ class FileFeed(AsyncComponent):
     @classmethod
     def from_paths(cls, paths: Sequence[str | Path], fmt: str = "auto", *, symbol: str | None = None,
                    **kwargs: float) -> FileFeed:
-        """Read and validate ``paths`` (``feeds.readers.read_book``), then pace them."""
-        from feeds.readers import read_book
+        """Read and validate ``paths`` (``feeds.files.readers.read_book``), then pace them."""
+        from feeds.files.readers import read_book
 
         return cls(read_book(list(paths), fmt, symbol=symbol).batch, **kwargs)  # type: ignore[arg-type]
 
@@ -108,8 +108,8 @@ class FileFeed(AsyncComponent):
 
 def encode_rows(batch: BookBatch, topic: str, *, first_sequence: int | None = None) -> list[OutRecord]:
     """``mbp10.v1`` records of every row (key = symbol); rows the wire schema refuses are skipped."""
-    from agent.errors import DataError
-    from feeds import codec
+    from agent.core.errors import DataError
+    from feeds.wire import codec
 
     out: list[OutRecord] = []
     for i in range(len(batch)):

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from agent.errors import FeedError
+from agent.core.errors import FeedError
 from feeds.ports import AsyncComponent, Headers, OutRecord
 
 

@@ -9,7 +9,7 @@
   ``send_offsets`` (consume-transform-produce exactly once).
 - :func:`create_topics`: idempotent topic creation (optionally compacted).
 
-Broker failures surface as ``agent.errors.RetriableFeedError`` (connection,
+Broker failures surface as ``agent.core.errors.RetriableFeedError`` (connection,
 timeouts, leader changes: back off and retry) or ``FeedError`` (the rest).
 """
 
@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, for_code
 from aiokafka.helpers import create_ssl_context
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from agent.errors import ConfigError, FeedError, RetriableFeedError
+from agent.core.errors import ConfigError, FeedError, RetriableFeedError
 from feeds.ports import (
     AsyncComponent,
     Headers,

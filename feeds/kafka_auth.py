@@ -5,7 +5,7 @@ the ``SaslAuthenticationFailed`` and raises ``KafkaConnectionError("Unable to
 bootstrap")``, which a live service rightly retries. A wrong password never
 heals, so :func:`check_credentials` opens one connection to each bootstrap
 server before the service starts and turns an authentication (or TLS
-certificate) failure into :class:`agent.errors.ConfigError`, naming the user
+certificate) failure into :class:`agent.core.errors.ConfigError`, naming the user
 and mechanism but never the password. An unreachable broker is not an error
 here: the service's reconnect-with-backoff handles it.
 """
@@ -18,7 +18,7 @@ import ssl
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError, SaslAuthenticationFailed
 
-from agent.errors import ConfigError
+from agent.core.errors import ConfigError
 from feeds.kafka import KafkaConnection
 
 

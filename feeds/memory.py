@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
-from agent.errors import FeedError
+from agent.core.errors import FeedError
 from feeds.ports import AsyncComponent, Headers, OutRecord, Record, TopicPartition
 
 FailHook = Callable[[OutRecord], BaseException | None]

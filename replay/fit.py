@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import DataError
-from agent.impact import default_sizes, depth_sizes, fit_power_law, fit_quadratic
-from agent.model import NS_PER_S, Side
-from agent.profile import bucket_stats
+from agent.core.errors import DataError
+from agent.core.impact.estimator import default_sizes, depth_sizes, fit_power_law, fit_quadratic
+from agent.core.model import NS_PER_S, Side
+from agent.core.forecast.profile import bucket_stats
 from feeds.book import BookBatch
 
 SAMPLE_PATH = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample.mbp10.csv.zst"
@@ -176,7 +176,7 @@ def impact_from_files(
     ``symbol`` defaults to the first symbol in the data. The result also
     carries ``"files"`` and ``"rejected"`` (rows dropped by validation, per reason).
     """
-    from feeds.readers import read_book
+    from feeds.files.readers import read_book
 
     if isinstance(paths, (str, Path)):
         paths = [paths]

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from agent.model import NS_PER_S
+from agent.core.model import NS_PER_S
 from replay.runner import ReplayResult
 from replay.tca import Market
 

@@ -2,7 +2,7 @@
 
 Mechanics (the same for every strategy, so the comparison is fair)
 -----------------------------------------------------------------
-For each strategy a fresh :class:`agent.engine.ExecutionEngine` gets the
+For each strategy a fresh :class:`agent.core.engine.ExecutionEngine` gets the
 parent order, then the symbol's snapshots *from the session start* (so the
 volume, volatility and impact estimators are warm at the parent's start),
 one period-chunk at a time: the rows are split at the parent's period
@@ -33,8 +33,8 @@ from typing import cast
 
 import numpy as np
 
-from agent.engine import DecisionRecord, EngineSettings, ExecutionEngine, PolicyFactory
-from agent.model import NS_PER_S, BookLike, ChildOrder, Fill, ParentOrder, Side
+from agent.core.engine import DecisionRecord, EngineSettings, ExecutionEngine, PolicyFactory
+from agent.core.model import NS_PER_S, BookLike, ChildOrder, Fill, ParentOrder, Side
 from feeds.book import BookBatch
 from replay.simulator import FillSimulator, SimulatorSettings
 from replay.strategies import STRATEGIES, VolumeCurve, policy_factory
@@ -194,7 +194,7 @@ def _volume_curve(book: BookBatch, history: Sequence[BookBatch]) -> tuple[Volume
 def _intraday_profile(history: Sequence[BookBatch]) -> object | None:
     if not history:
         return None
-    from agent.volume import IntradayProfile
+    from agent.core.forecast.volume import IntradayProfile
 
     return IntradayProfile.learn([cast(BookLike, h) for h in history])
 

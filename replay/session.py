@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from agent.model import NS_PER_S
+from agent.core.model import NS_PER_S
 from feeds.book import BookBatch
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample.mbp10.csv.zst"

@@ -11,13 +11,13 @@ takes levels with ``p_i <= limit``; a sell walks the bids and takes levels with
 follows ``t_a``, the side is empty or no level is within the limit, nothing
 fills and :meth:`FillSimulator.execute` returns an empty list.
 
-The walk is :func:`agent.impact.walk_levels`, the same function the planner's
+The walk is :func:`agent.core.impact.estimator.walk_levels`, the same function the planner's
 cost curves are fitted from (one cost model, two uses). It returns totals; the
 per-level split comes from walking the first ``k`` levels for ``k = 1..L``::
 
     F_k = filled(levels 1..k),   q_k = F_k - F_{k-1}
 
-and one :class:`agent.model.Fill` is emitted per level touched (``q_k > 0``),
+and one :class:`agent.core.model.Fill` is emitted per level touched (``q_k > 0``),
 at that level's price, with the deterministic id ``f"{child_order_id}:f{j}"``
 (``j`` = 0, 1, ... in walk order, best price first).
 
@@ -56,9 +56,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.errors import DataError
-from agent.impact import walk_levels
-from agent.model import NS_PER_S, BookLike, ChildOrder, Fill, FloatArray, IntArray, Side
+from agent.core.errors import DataError
+from agent.core.impact.estimator import walk_levels
+from agent.core.model import NS_PER_S, BookLike, ChildOrder, Fill, FloatArray, IntArray, Side
 
 PRUNE_SHARES = 1e-6
 """Ledger entries whose decayed size is below this many shares are dropped."""

@@ -1,7 +1,7 @@
-"""Benchmark execution strategies as :class:`agent.engine.Policy` objects.
+"""Benchmark execution strategies as :class:`agent.core.engine.Policy` objects.
 
-Every strategy runs through the very same :class:`agent.engine.ExecutionEngine`,
-pre-trade checks (:mod:`agent.risk`: participation cap, remaining quantity,
+Every strategy runs through the very same :class:`agent.core.engine.ExecutionEngine`,
+pre-trade checks (:mod:`agent.core.risk`: participation cap, remaining quantity,
 crossed/stale book) and fill simulator as the closed-loop MPC; only the
 decision differs. Build them with :func:`policy_factory` and pass the result
 as ``ExecutionEngine(policy_factory=...)``.
@@ -38,7 +38,7 @@ so a short (partial) fill is retried in later periods. Targets:
   ``risk_aversion``). With ``lambda = 0`` it is TWAP.
 - ``open-loop``: the MPC's QP solved once at the first decision (same
   ``beta, gamma, cap, sigma, lambda``), then followed as cumulative targets.
-- ``mpc``: :class:`agent.engine.MPCPolicy`, re-solved every period.
+- ``mpc``: :class:`agent.core.engine.MPCPolicy`, re-solved every period.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.model import NS_PER_S, FloatArray, ParentOrder, Plan, SolverInfo
-from agent.mpc import RecedingHorizonQP
-from agent.policy import DecisionInput, EngineSettings, Policy, PolicyFactory, mpc_policy
+from agent.core.model import NS_PER_S, FloatArray, ParentOrder, Plan, SolverInfo
+from agent.core.mpc.qp import RecedingHorizonQP
+from agent.core.policy import DecisionInput, EngineSettings, Policy, PolicyFactory, mpc_policy
 
 STRATEGIES: tuple[str, ...] = ("mpc", "twap", "vwap", "pov", "ac", "open-loop")
 DAY_S = 86_400

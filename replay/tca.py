@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.model import FloatArray, IntArray, sign
+from agent.core.model import FloatArray, IntArray, sign
 from feeds.book import BookBatch
 from replay.runner import StrategyRun
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.app.cli import main
 from replay.tca import CONTRACT_FIELDS
 
 FROG = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "FROG_2025-04-03.mbp10.csv.gz"

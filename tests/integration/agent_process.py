@@ -27,10 +27,10 @@ from typing import Any
 
 import aiokafka
 
-from agent.config import TopicsSection
-from feeds import codec
+from agent.app.config import TopicsSection
+from feeds.wire import codec
 from feeds.kafka import KafkaConnection, KafkaSink
-from feeds.messages import Mbp10
+from feeds.wire.messages import Mbp10
 from feeds.ports import OutRecord
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,10 +24,10 @@ from pathlib import Path
 import aiokafka
 import pytest
 
-from agent.config import TopicsSection
-from agent.model import NS_PER_S, ParentOrder
-from agent.state_store import read_state
-from feeds import codec
+from agent.app.config import TopicsSection
+from agent.core.model import NS_PER_S, ParentOrder
+from agent.live.state_topic import read_state
+from feeds.wire import codec
 from feeds.kafka import KafkaConnection, KafkaSink, create_topics
 from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env, read_topic
 

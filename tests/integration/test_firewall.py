@@ -31,13 +31,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from agent.config import ServiceSection, TopicsSection
-from agent.engine import EngineSettings, ExecutionEngine
-from agent.engine_driver import EngineDriver
-from agent.intake import Intake
-from agent.metrics import AgentMetrics
-from agent.model import Fill
-from feeds import codec
+from agent.app.config import ServiceSection, TopicsSection
+from agent.core.engine import EngineSettings, ExecutionEngine
+from agent.live.engine_step import EngineDriver
+from agent.live.intake import Intake
+from agent.live.metrics import AgentMetrics
+from agent.core.model import Fill
+from feeds.wire import codec
 from feeds.kafka import create_topics
 from feeds.ports import DLQ_ERROR_HEADER, Record
 from tests.integration.agent_proc import (

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from pydantic import SecretStr
 
-from agent.errors import FeedError, ValidationError
-from feeds.codec import SCHEMAS, decode, encode
+from agent.core.errors import FeedError, ValidationError
+from feeds.wire.codec import SCHEMAS, decode, encode
 from feeds.kafka import KafkaConnection, KafkaSink, KafkaSource, create_topics, send_to_dlq
 from feeds.ports import OutRecord, Record, next_offsets
 from tests.integration.kafka_helpers import consume

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.errors import ConfigError
+from agent.core.errors import ConfigError
 from feeds.kafka import KafkaSink, KafkaSource, create_topics
 from feeds.ports import TopicPartition, next_offsets, transaction
 from tests.integration.kafka_helpers import committed_eventually, consume, drain

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import NS_PER_S, ParentOrder
-from agent.state_store import read_state
-from feeds import codec
+from agent.core.model import NS_PER_S, ParentOrder
+from agent.live.state_topic import read_state
+from feeds.wire import codec
 from feeds.kafka import KafkaConnection, KafkaSink
 from feeds.ports import OutRecord
 from tests.integration.agent_process import (

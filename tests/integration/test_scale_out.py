@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import NS_PER_S, ParentOrder
-from agent.state_store import read_state
+from agent.core.model import NS_PER_S, ParentOrder
+from agent.live.state_topic import read_state
 from feeds.kafka import KafkaConnection
 from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env, read_topic
 from tests.integration.test_crash_recovery import (

@@ -4,7 +4,7 @@
   listener with credentials from ``MPC_AGENT_KAFKA__*`` and works (a good
   snapshot counted, a bad one dead-lettered), logging at DEBUG: the password
   is in no log line (aiokafka logs the SASL PLAIN request bytes at DEBUG;
-  ``agent.log_redact`` masks them), not in /metrics, not in /healthz;
+  ``agent.app.log_redact`` masks them), not in /metrics, not in /healthz;
 - a wrong password stops the agent at once with a clear error (no retry loop);
 - ``mpc-agent run --print-config`` masks every secret;
 - TLS settings (CA, client certificate, key password, hostname check) reach
@@ -28,9 +28,9 @@ from pathlib import Path
 import aiokafka
 import pytest
 
-from agent.config import load_config
-from agent.errors import FeedError
-from agent.runtime import kafka_connection
+from agent.app.config import load_config
+from agent.core.errors import FeedError
+from agent.app.builder import kafka_connection
 from feeds.kafka import KafkaConnection, KafkaSink, create_topics
 from feeds.ports import DLQ_ERROR_HEADER
 from tests.integration.agent_proc import ROOT, AgentProcess, agent_env, free_port, read_all

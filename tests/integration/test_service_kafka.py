@@ -6,7 +6,7 @@ One scenario runs once per module (about 25 minutes of the real FROG day,
 
 - the agent (``AgentService`` on ``KafkaSource``/``KafkaSink``) receives the
   parent order on the parent-orders topic and the book on the md topic;
-- a fill responder (``replay.fill_responder.FillResponder`` over the same
+- a fill responder (``agent.app.fill_responder.FillResponder`` over the same
   slice) answers child orders with simulated fills on the fills topic;
 - the test plays the market: it publishes one period of data at a time and
   waits until the agent has consumed it and every fill of the venue reached
@@ -30,18 +30,18 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.config import ServiceSection, TopicsSection
-from agent.engine import ExecutionEngine, mpc_policy
-from agent.http import MetricsServer
-from agent.metrics import AgentMetrics
-from agent.model import NS_PER_S, ChildOrder, Fill, ParentOrder
-from agent.service import AgentService
-from feeds import codec
+from agent.app.config import ServiceSection, TopicsSection
+from agent.core.engine import ExecutionEngine, mpc_policy
+from agent.live.http import MetricsServer
+from agent.live.metrics import AgentMetrics
+from agent.core.model import NS_PER_S, ChildOrder, Fill, ParentOrder
+from agent.live.service import AgentService
+from feeds.wire import codec
 from feeds.book import BookBatch
 from feeds.file_feed import encode_rows
 from feeds.kafka import KafkaConnection, KafkaSink, KafkaSource, create_topics
 from feeds.ports import Record
-from replay.fill_responder import FillResponder, SimulatedVenue
+from agent.app.fill_responder import FillResponder, SimulatedVenue
 from replay.runner import run_strategy
 from replay.simulator import FillSimulator
 
@@ -71,7 +71,7 @@ class Scenario:
 def _slice() -> BookBatch:
     if not DATA.exists():
         pytest.fail(f"{DATA} is missing (CI keeps ../shared/data beside the clone)")
-    from feeds.readers import read_book
+    from feeds.files.readers import read_book
 
     book = read_book(DATA).batch
     ts = book.ts_event
@@ -225,8 +225,8 @@ def test_service_on_kafka_metrics_scraped_over_http_and_malformed_message_in_dlq
 def test_cli_publish_puts_a_data_file_and_a_parent_order_on_kafka(kafka_bootstrap: str, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str],
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.cli import main
-    from feeds.readers import read_book
+    from agent.app.cli import main
+    from feeds.files.readers import read_book
 
     dbn = DATA.parent / "GLBX.MDP3.test_data.mbp-10.dbn.zst"
     tag = uuid.uuid4().hex[:8]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from feeds import codec
+from feeds.wire import codec
 from feeds.kafka import KafkaSink, KafkaSource, create_topics
 from tests.integration.agent_proc import AgentProcess, agent_env, caught_up, free_port
 from tests.integration.hostile import NS, Context, dumps, good_book, good_fill

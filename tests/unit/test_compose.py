@@ -19,8 +19,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from agent.config import AgentConfig, TopicsSection, load_config
-from agent.metrics import AgentMetrics
+from agent.app.config import AgentConfig, TopicsSection, load_config
+from agent.live.metrics import AgentMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -123,7 +123,7 @@ def test_topic_init_creates_every_default_topic() -> None:
 
 
 def test_publisher_parent_order_is_a_valid_parent_order_v1() -> None:
-    from feeds import codec
+    from feeds.wire import codec
 
     msg = codec.decode((ROOT / "deploy" / "parent-order.json").read_bytes(), expected={"parent_order.v1"})
     codec.parent_to_model(msg)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""agent.config: sources, precedence, validation, masking, mapping onto the core."""
+"""agent.app.config: sources, precedence, validation, masking, mapping onto the core."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
-from agent.config import AgentConfig, load_config
-from agent.errors import ConfigError
+from agent.app.config import AgentConfig, load_config
+from agent.core.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from agent.engine import EngineSettings, ExecutionEngine
-from agent.model import ChildOrder, Fill, ParentOrder
-from agent.risk import RiskLimits
+from agent.core.engine import EngineSettings, ExecutionEngine
+from agent.core.model import ChildOrder, Fill, ParentOrder
+from agent.core.risk import RiskLimits
 from feeds.book import BookBatch
 from tests.unit.agent.books import NS, T0, ladder_book
 

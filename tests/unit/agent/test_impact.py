@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import lsq_linear
 
-from agent.errors import DataError
-from agent.impact import (
+from agent.core.errors import DataError
+from agent.core.impact.estimator import (
     GAMMA_FLOOR,
     OnlineImpactEstimator,
     cost_curves,
@@ -23,7 +23,7 @@ from agent.impact import (
     fit_quadratic,
     walk_levels,
 )
-from agent.profile import IntradayProfile
+from agent.core.forecast.profile import IntradayProfile
 from feeds.book import BookBatch
 from tests.unit.agent.books import NS, T0
 

@@ -1,4 +1,4 @@
-"""agent.intake: the batch decode of mbp10.v1 gives, row by row, the verdict of codec.decode."""
+"""agent.live.intake: the batch decode of mbp10.v1 gives, row by row, the verdict of codec.decode."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.config import TopicsSection
-from agent.errors import DataError
-from agent.intake import Intake
-from agent.metrics import AgentMetrics
-from feeds import codec
+from agent.app.config import TopicsSection
+from agent.core.errors import DataError
+from agent.live.intake import Intake
+from agent.live.metrics import AgentMetrics
+from feeds.wire import codec
 from feeds.ports import Record
 
 TOPICS = TopicsSection()

@@ -1,4 +1,4 @@
-"""agent.intake beyond the wire schema: clock checks, impossible parent orders, fills, oversize DLQ copies."""
+"""agent.live.intake beyond the wire schema: clock checks, impossible parent orders, fills, oversize DLQ copies."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 
 from prometheus_client import CollectorRegistry
 
-from agent.config import ServiceSection, TopicsSection
-from agent.engine import EngineSettings, ExecutionEngine
-from agent.engine_driver import EngineDriver
-from agent.intake import (
+from agent.app.config import ServiceSection, TopicsSection
+from agent.core.engine import EngineSettings, ExecutionEngine
+from agent.live.engine_step import EngineDriver
+from agent.live.intake import (
     DLQ_OVERSIZE_KEEP_BYTES,
     DUPLICATE_PARENT,
     PARENT_DONE,
@@ -19,8 +19,8 @@ from agent.intake import (
     UNKNOWN_PARENT,
     Intake,
 )
-from agent.metrics import AgentMetrics
-from agent.model import Fill
+from agent.live.metrics import AgentMetrics
+from agent.core.model import Fill
 from feeds.ports import DLQ_ERROR_HEADER, Record
 
 NS = 1_000_000_000

@@ -1,11 +1,11 @@
-"""agent.log_redact: configured secrets never reach a log handler's output, whatever the logger."""
+"""agent.app.log_redact: configured secrets never reach a log handler's output, whatever the logger."""
 
 from __future__ import annotations
 
 import io
 import logging
 
-from agent.log_redact import MASK, RedactSecrets, install_redaction
+from agent.app.log_redact import MASK, RedactSecrets, install_redaction
 
 
 def _logger_with_stream() -> tuple[logging.Logger, io.StringIO]:

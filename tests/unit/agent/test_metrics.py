@@ -1,4 +1,4 @@
-"""agent.metrics and agent.http: names, buckets, labels, /metrics and /healthz over HTTP."""
+"""agent.live.metrics and agent.live.http: names, buckets, labels, /metrics and /healthz over HTTP."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.http import MetricsServer
-from agent.metrics import SOLVE_BUCKETS_S, AgentMetrics
-from agent.model import ChildOrder, ImpactParams, SolverInfo
+from agent.live.http import MetricsServer
+from agent.live.metrics import SOLVE_BUCKETS_S, AgentMetrics
+from agent.core.model import ChildOrder, ImpactParams, SolverInfo
 
 REQUIRED = {
     "mpc_agent_solve_duration_seconds": "histogram",

@@ -1,13 +1,13 @@
-"""Move blocking (agent.blocking) and its effect on the first decision of the QP."""
+"""Move blocking (agent.core.mpc.blocking) and its effect on the first decision of the QP."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from agent.blocking import aggregate, collapse, expand, make_layout
-from agent.kkt import model_cost, slot_qp
-from agent.mpc import RecedingHorizonQP, SolverSettings
+from agent.core.mpc.blocking import aggregate, collapse, expand, make_layout
+from agent.core.mpc.oracle import model_cost, slot_qp
+from agent.core.mpc.qp import RecedingHorizonQP, SolverSettings
 
 
 def realistic_day(seed: int, n: int = 390) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:

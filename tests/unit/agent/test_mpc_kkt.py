@@ -1,4 +1,4 @@
-"""agent.kkt: exact separable solution, even split, model cost, fallback plans."""
+"""agent.core.mpc.oracle: exact separable solution, even split, model cost, fallback plans."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.kkt import even_split, fallback_schedule, model_cost, solve_separable_exact
+from agent.core.mpc.oracle import even_split, fallback_schedule, model_cost, solve_separable_exact
 
 
 def test_exact_equal_coefficients_no_caps_is_the_even_split() -> None:

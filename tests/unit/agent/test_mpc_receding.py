@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.kkt import even_split, solve_separable_exact
-from agent.mpc import RecedingHorizonQP, SolverSettings, _Osqp
+from agent.core.mpc.oracle import even_split, solve_separable_exact
+from agent.core.mpc.qp import RecedingHorizonQP, SolverSettings, _Osqp
 
 
 def realistic_day(seed: int, n: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:

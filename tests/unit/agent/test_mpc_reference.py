@@ -1,4 +1,4 @@
-"""agent.mpc against an independent cvxpy/Clarabel reference and the exact KKT oracle.
+"""agent.core.mpc.qp against an independent cvxpy/Clarabel reference and the exact KKT oracle.
 
 The reference is the textbook formulation in periods (no blocking, no scaling
 tricks of ours): impact + risk, caps, and completion through a terminal slack
@@ -11,8 +11,8 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
-from agent.kkt import model_cost, solve_separable_exact
-from agent.mpc import RecedingHorizonQP, SolverSettings
+from agent.core.mpc.oracle import model_cost, solve_separable_exact
+from agent.core.mpc.qp import RecedingHorizonQP, SolverSettings
 
 N_INSTANCES = 220
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent import risk
-from agent.risk import RiskLimits
+from agent.core import risk
+from agent.core.risk import RiskLimits
 
 LIM = RiskLimits(max_snapshot_age_ms=1000.0, limit_slippage_bps=10.0)
 ASK_PX = np.array([10.00, 10.01, 10.02, np.nan])

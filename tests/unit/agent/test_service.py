@@ -1,4 +1,4 @@
-"""agent.service with the in-memory bus and the file feed (no Kafka).
+"""agent.live.service with the in-memory bus and the file feed (no Kafka).
 
 Subjects: parity with the replay runner, DLQ routing, fill de-duplication,
 parent orders from the control topic, conflation, stale books, the watchdog
@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.config import ServiceSection, TopicsSection
-from agent.engine import ExecutionEngine, mpc_policy
-from agent.metrics import AgentMetrics
-from agent.model import NS_PER_S, Fill, ParentOrder
-from agent.service import AgentService
-from feeds import codec
+from agent.app.config import ServiceSection, TopicsSection
+from agent.core.engine import ExecutionEngine, mpc_policy
+from agent.live.metrics import AgentMetrics
+from agent.core.model import NS_PER_S, Fill, ParentOrder
+from agent.live.service import AgentService
+from feeds.wire import codec
 from feeds.book import BookBatch
 from feeds.file_feed import FileFeed
 from feeds.memory import MemoryBus, MemorySink, MemorySource
-from replay.fill_responder import SimulatedVenue
+from agent.app.fill_responder import SimulatedVenue
 from replay.runner import run_strategy
 from replay.simulator import FillSimulator
 
@@ -280,7 +280,7 @@ FROG = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "FROG_20
 
 def test_cli_run_file_feed_writes_child_orders_and_fills_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.cli import main
+    from agent.app.cli import main
 
     if not FROG.exists():
         pytest.fail(f"{FROG} missing (../shared/data beside the clone)")
@@ -301,7 +301,7 @@ def test_cli_run_file_feed_writes_child_orders_and_fills_jsonl(tmp_path: Path, c
 
 def test_cli_run_print_config_masks_secrets(capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.cli import main
+    from agent.app.cli import main
 
     monkeypatch.setenv("MPC_AGENT_KAFKA__SASL_PASSWORD", "s3cret-value")
     assert main(["run", "--print-config", "--feed", "file"]) == 0

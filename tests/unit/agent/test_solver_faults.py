@@ -13,11 +13,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from agent.config import load_config
-from agent.engine import EngineSettings, ExecutionEngine
-from agent.kkt import solve_separable_exact
-from agent.model import Fill, ParentOrder
-from agent.mpc import RecedingHorizonQP, SolverSettings
+from agent.app.config import load_config
+from agent.core.engine import EngineSettings, ExecutionEngine
+from agent.core.mpc.oracle import solve_separable_exact
+from agent.core.model import Fill, ParentOrder
+from agent.core.mpc.qp import RecedingHorizonQP, SolverSettings
 from tests.unit.agent.books import NS, T0, ladder_book
 
 N = 10

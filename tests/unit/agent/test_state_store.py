@@ -7,11 +7,11 @@ import json
 import numpy as np
 from aiokafka.partitioner import DefaultPartitioner
 
-from agent.engine import ExecutionEngine
-from agent.model import ParentOrder
-from agent.state_store import StateTracker, drop_unowned, restore, symbol_partition
-from feeds import codec
-from feeds.messages import AgentStateMsg
+from agent.core.engine import ExecutionEngine
+from agent.core.model import ParentOrder
+from agent.live.state_topic import StateTracker, drop_unowned, restore, symbol_partition
+from feeds.wire import codec
+from feeds.wire.messages import AgentStateMsg
 from tests.unit.agent.books import NS, T0, ladder_book
 
 PERIOD = 60 * NS

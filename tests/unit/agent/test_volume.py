@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from agent.errors import DataError
-from agent.profile import DAY_NS, bucket_stats
-from agent.volume import IntradayProfile, VolatilityEstimator, VolumeEstimator
+from agent.core.errors import DataError
+from agent.core.forecast.profile import DAY_NS, bucket_stats
+from agent.core.forecast.volume import IntradayProfile, VolatilityEstimator, VolumeEstimator
 from feeds.book import BookBatch
 from tests.unit.agent.books import NS, T0, ladder_book
 

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.errors import DataError, SchemaError, ValidationError
-from agent.model import ChildOrder, Fill, ImpactParams, ParentOrder, SolverInfo
+from agent.core.errors import DataError, SchemaError, ValidationError
+from agent.core.model import ChildOrder, Fill, ImpactParams, ParentOrder, SolverInfo
 from feeds.book import BookBatch
-from feeds.codec import (
+from feeds.wire.codec import (
     REASONS,
     SCHEMAS,
     ChildOrderMsg,

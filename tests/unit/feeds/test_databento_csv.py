@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.errors import SchemaError
-from feeds._arrow import parse_iso_ns
+from agent.core.errors import SchemaError
+from feeds.files.arrow import parse_iso_ns
 from feeds.book import BookBatch
-from feeds.databento_csv import iter_csv, sniff_layout
+from feeds.files.databento_csv import iter_csv, sniff_layout
 from tests.unit.feeds.feeds_samples import (
     FROG,
     frog_frame,

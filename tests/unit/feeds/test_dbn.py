@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import zstandard
 
-from agent.errors import SchemaError
+from agent.core.errors import SchemaError
 from feeds.book import BookBatch
-from feeds.dbn import iter_dbn
+from feeds.files.dbn import iter_dbn
 from tests.unit.feeds.feeds_samples import DBN_FIXTURE, require
 
 T0 = 1_743_687_000_000_000_000  # 2025-04-03 13:30 UTC

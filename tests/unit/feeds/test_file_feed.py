@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.errors import FeedError
-from feeds import codec
+from agent.core.errors import FeedError
+from feeds.wire import codec
 from feeds.book import BookBatch
 from feeds.file_feed import FileFeed, encode_rows
 from feeds.jsonl import JsonlSink

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.cli import main
-from feeds.inspect import format_ts, inspect_paths, render_text
+from agent.app.cli import main
+from feeds.files.inspect import format_ts, inspect_paths, render_text
 from tests.unit.feeds.feeds_samples import DBN_FIXTURE, FROG, frog_frame, native, require
 
 KEYS = {"events", "first_ts", "last_ts", "trades", "trade_volume", "median_spread_bps",

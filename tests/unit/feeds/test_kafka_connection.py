@@ -8,7 +8,7 @@ import pydantic
 import pytest
 from pydantic import SecretStr
 
-from agent.errors import FeedError, RetriableFeedError
+from agent.core.errors import FeedError, RetriableFeedError
 from feeds.kafka import KafkaConnection, KafkaSink, KafkaSource
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.errors import SchemaError
+from agent.core.errors import SchemaError
 from feeds.book import BookBatch
-from feeds.lobster import LobsterTimestampWarning, iter_lobster, parse_name
+from feeds.files.lobster import LobsterTimestampWarning, iter_lobster, parse_name
 
 # Six events on 2012-06-21 (EDT, UTC-4): submit, partial cancel, delete, visible exec,
 # hidden exec, halt. Two levels a side; level 2 of the ask is empty in rows 3-5.

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agent.errors import FeedError, RetriableFeedError
+from agent.core.errors import FeedError, RetriableFeedError
 from feeds.memory import MemoryBus, MemorySink, MemorySource
 from feeds.ports import (
     OutRecord,

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.errors import FormatDetectionError
+from agent.core.errors import FormatDetectionError
 from feeds.book import BookBatch
-from feeds.parquet import write_parquet
-from feeds.readers import ReadResult, detect_format, expand_paths, open_batches, read_book
+from feeds.files.parquet import write_parquet
+from feeds.files.readers import ReadResult, detect_format, expand_paths, open_batches, read_book
 from tests.unit.feeds.feeds_samples import DBN_FIXTURE, FROG, frog_frame, native, require
 from tests.unit.feeds.test_lobster import write_pair
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from feeds.codec import (
+from feeds.wire.codec import (
     AgentStateMsg,
     ChildOrderMsg,
     FillMsg,

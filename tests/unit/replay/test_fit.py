@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.cli import main
-from agent.errors import DataError
-from agent.impact import GAMMA_FLOOR
+from agent.app.cli import main
+from agent.core.errors import DataError
+from agent.core.impact.estimator import GAMMA_FLOOR
 from feeds.book import BookBatch
 from replay.fit import fit_periods, impact_from_files
 from tests.unit.agent.books import NS, T0, ladder_book

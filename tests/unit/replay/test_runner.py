@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.model import NS_PER_S
+from agent.core.model import NS_PER_S
 from feeds.book import BookBatch
 from replay.report import build_summary
 from replay.runner import ReplaySpec, replay, window_starts

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.errors import DataError
-from agent.impact import walk_levels
-from agent.model import ChildOrder, Side
+from agent.core.errors import DataError
+from agent.core.impact.estimator import walk_levels
+from agent.core.model import ChildOrder, Side
 from feeds.book import BookBatch
 from replay.simulator import FillSimulator, SimulatorSettings
 
@@ -321,7 +321,7 @@ FROG = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "FROG_20
 
 
 def test_execute_on_real_day_matches_walk_levels_per_minute() -> None:
-    from feeds.databento_csv import iter_csv
+    from feeds.files.databento_csv import iter_csv
 
     if not FROG.exists():  # CI has ../shared/data beside the clone: there the test must run
         if os.environ.get("CI"):

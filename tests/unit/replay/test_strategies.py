@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.model import NS_PER_S, ParentOrder
-from agent.policy import DecisionInput, EngineSettings
+from agent.core.model import NS_PER_S, ParentOrder
+from agent.core.policy import DecisionInput, EngineSettings
 from replay.strategies import (
     AlmgrenChrissPolicy,
     OpenLoopPolicy,

@@ -1,4 +1,4 @@
-"""replay.synthetic: the seeded MBP-10 day generator and the embedded sample in data/sample/."""
+"""replay.synthetic.day: the seeded MBP-10 day generator and the embedded sample in data/sample/."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 import zstandard
 
-from replay.synthetic import (
+from replay.synthetic.day import (
     NS,
     PROFILES,
     SyntheticDay,
@@ -18,7 +18,7 @@ from replay.synthetic import (
     profile_for,
     session_bounds,
 )
-from replay.synthetic_csv import HEADER, format_cents, format_ts, render_csv
+from replay.synthetic.csv_out import HEADER, format_cents, format_ts, render_csv
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "data" / "sample" / "sample.mbp10.csv.zst"
@@ -72,7 +72,7 @@ def test_sample_file_is_zstd_and_under_5_mb() -> None:
 
 @pytest.mark.slow
 def test_reader_reads_sample_back_equal_to_generator_batch(day: SyntheticDay) -> None:
-    from feeds.readers import read_book
+    from feeds.files.readers import read_book
 
     res = read_book(SAMPLE)
     got, want = res.batch, day.to_batch()

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.cli import main
-from agent.model import NS_PER_S, Fill, ParentOrder
+from agent.app.cli import main
+from agent.core.model import NS_PER_S, Fill, ParentOrder
 from feeds.book import BookBatch
-from feeds.parquet import write_parquet
+from feeds.files.parquet import write_parquet
 from replay.runner import StrategyRun
 from replay.tca import CONTRACT_FIELDS, Market, analyse, paired_comparison
 from tests.unit.agent.books import T0, ladder_book

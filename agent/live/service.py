@@ -1,0 +1,411 @@
+"""The live service: feeds -> :class:`agent.core.engine.ExecutionEngine` -> sinks.
+
+One asyncio loop moves bytes and time; the engine (pure, synchronous, not
+thread-safe) runs on a one-thread executor so the loop never blocks on a solve
+(OSQP releases the GIL). Every engine call goes through that thread.
+
+Each step of the main loop (:meth:`AgentService.step`):
+
+1. ``source.getmany`` (batched) returns records of the three input topics;
+   a file feed (``--feed file``) may add a ``BookBatch`` of market data;
+2. :class:`agent.live.intake.Intake` decodes and validates every record at the
+   boundary; a bad one goes to the DLQ with its reason and is counted, never
+   stopping the agent;
+3. one job on the engine thread (:class:`agent.live.engine_step.EngineDriver`)
+   applies, in this order, parent orders / cancels, fills (de-duplicated by
+   ``fill_id``) and market data (held back until a decision is due, then fed
+   in order per symbol and period chunk; see that module for the reasoning);
+4. the child orders decided are published (idempotent producer, key =
+   parent_id) and the decision latency is observed at the broker's ack.
+
+:meth:`AgentService.run` pipelines the steps: batch N+1 is fetched and decoded
+on the loop while the engine thread works on batch N; engine jobs and
+publications stay in order.
+
+Staleness: with a ``clock`` the engine gets ``now_ns=clock()`` and refuses to
+trade on a book older than ``max_snapshot_age_ms``; a watchdog task flags
+(``mpc_agent_feed_stale``) and counts periods without market data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+from agent.app.config import ServiceSection, TopicsSection
+from agent.core.engine import ExecutionEngine
+from agent.live.engine_step import EngineDriver, StepResult, Venue
+from agent.core.errors import FeedError, RetriableFeedError
+from agent.live.intake import Inbound, Intake
+from agent.live.metrics import AgentMetrics
+from agent.core.model import ParentOrder
+from agent.live.delivery import ExactlyOnce
+from feeds.wire import codec
+from feeds.book import BookBatch
+from feeds.ports import OutRecord, Record, Sink, Source, next_offsets
+
+log = logging.getLogger("agent.live.service")
+T = TypeVar("T")
+
+SEND_RETRIES = 5
+COMMIT_INTERVAL_S = 1.0
+
+
+@dataclass
+class _Work:
+    """One fetched and decoded batch waiting for the engine."""
+
+    inbound: Inbound
+    records: dict[str, list[Record]]
+    t_arrival: float
+    n: int
+    generation: int = 0  # rebalance generation at fetch time (exactly-once mode)
+
+
+class AgentService:
+    """Asyncio shell around one engine (see the module docstring).
+
+    Parameters
+    ----------
+    engine : the decision core (only ever called from the executor thread).
+    sink : producer of child orders and DLQ copies (and venue fills with the file feed).
+    metrics : the metric bundle (``AgentMetrics.create(registry)``).
+    source : consumer of ``topics.md``, ``topics.parent_orders`` and ``topics.fills``
+        (None with the file feed when nothing else comes in).
+    md_feed : async iterator of ``BookBatch`` (the paced file feed).
+    clock : wall clock in ns for the snapshot age check (None: event time only).
+    venue : in-process execution (file feed + simulator); None with Kafka.
+    """
+
+    def __init__(
+        self,
+        engine: ExecutionEngine,
+        *,
+        sink: Sink,
+        metrics: AgentMetrics,
+        topics: TopicsSection | None = None,
+        settings: ServiceSection | None = None,
+        source: Source | None = None,
+        md_feed: AsyncIterator[BookBatch] | None = None,
+        clock: Callable[[], int] | None = time.time_ns,
+        venue: Venue | None = None,
+        max_message_bytes: int = 1 << 20,
+        commit_offsets: bool = True,
+        exactly_once: ExactlyOnce | None = None,
+    ) -> None:
+        self.engine, self.sink, self.metrics = engine, sink, metrics
+        self.topics = topics or TopicsSection()
+        self.settings = settings or ServiceSection()
+        self.source, self.md_feed, self.clock, self.venue = source, md_feed, clock, venue
+        self.commit_offsets = commit_offsets
+        self.intake = Intake(self.topics, metrics, max_message_bytes=max_message_bytes, clock=clock,
+                             max_future_skew_ms=self.settings.max_future_skew_ms,
+                             max_parent_periods=self.settings.max_parent_periods)
+        self.exactly_once = exactly_once
+        # exactly once: rows reach the engine in the step whose transaction commits their offsets
+        self.driver = EngineDriver(engine, self.settings if exactly_once is None else
+                                   self.settings.model_copy(update={"md_buffer_rows": 0}), clock=clock, venue=venue)
+        self.children_sent = 0
+        self.processed_ts: dict[str, int] = {}  # per symbol: newest ts_event fully processed
+        self.decision_latencies_s: deque[float] = deque(maxlen=100_000)  # arrival -> ack (seconds)
+        self._executor: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_requested = False
+        self._started = self._stopped = False
+        self._md_done = md_feed is None
+        self._stale = False
+        self._pending_offsets: dict[Any, int] = {}
+        self._last_commit = time.monotonic()
+
+    # ---------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Start the sink, the source, the file feed and the watchdog (idempotent)."""
+        if self._started:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpc-engine")
+        await self.sink.start()
+        if self.source is not None:
+            await self.source.start()
+            if self.exactly_once is not None:
+                await self.exactly_once.attach(self)
+        start = getattr(self.md_feed, "start", None)
+        if start is not None:
+            await start()
+        self._started = True
+        self.intake.last_md_monotonic = time.monotonic()
+        self.spawn(self._watchdog(), name="mpc-agent-watchdog")
+        self.metrics.ready.set(1)
+
+    async def stop(self) -> None:
+        """Stop consuming, let the in-flight step finish, flush, commit and close (idempotent)."""
+        self._stop_requested = True
+        if self._stopped or not self._started:
+            self._stopped = True
+            return
+        self._stopped = True
+        self.metrics.ready.set(0)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._close_feeds(), self.settings.shutdown_timeout_s)
+        except TimeoutError:
+            log.error("feeds did not close within shutdown_timeout_s=%.1f", self.settings.shutdown_timeout_s)
+        if self._executor is not None:  # waits for an engine job still running
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def _close_feeds(self) -> None:
+        try:
+            await self._commit(force=True)
+        except FeedError as exc:
+            log.warning("final offset commit failed: %s", exc)
+        closers = [("md feed", getattr(self.md_feed, "stop", None)),
+                   ("source", None if self.source is None else self.source.stop),
+                   ("sink", self.sink.stop)]  # the sink last: it flushes pending sends
+        for name, close in closers:
+            if close is None:
+                continue
+            try:  # one failing feed must not leave the others (e.g. the producer) open
+                await close()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # aiokafka's consumer.stop() re-raises the cancellation of its own fetch task
+                # when the broker is gone; that is not a request to cancel us
+                log.warning("closing the %s was interrupted by an internal cancellation", name)
+            except Exception as exc:
+                log.warning("closing the %s failed: %s", name, exc)
+
+    async def __aenter__(self) -> AgentService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    def request_stop(self) -> None:
+        """Make :meth:`run` return after the current step (SIGTERM/SIGINT call this)."""
+        self._stop_requested = True
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT -> :meth:`request_stop` (graceful shutdown)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        """A named background task kept in a set; its failure is logged."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    @property
+    def fills_seen(self) -> set[str]:
+        """``fill_id``s applied so far (fills are de-duplicated on them)."""
+        return self.driver.fills_seen
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """``(ready, details)`` for ``/healthz``: ready when started and every feed is connected."""
+        feeds: dict[str, bool] = {"sink": self._started}
+        if self.source is not None:
+            assignment = getattr(self.source, "assignment", None)
+            try:
+                feeds["source"] = self._started and (assignment is None or bool(assignment()))
+            except FeedError:
+                feeds["source"] = False
+        if self.md_feed is not None:
+            feeds["file"] = self._started
+        ready = self._started and not self._stopped and all(feeds.values())
+        return ready, {"feeds": feeds, "md_stale": self._stale, "children_sent": self.children_sent}
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the engine thread (every engine call goes through here)."""
+        if self._executor is None:
+            raise FeedError("service not started; use 'async with AgentService(...)'")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def submit(self, parent: ParentOrder) -> None:
+        """Start managing ``parent`` (from config, flags or a JSON file)."""
+        await self.call(self.engine.submit, parent)
+        for sym, rem in (await self.call(self.driver.remaining)).items():
+            self.metrics.parent_remaining.labels(symbol=sym).set(rem)
+
+    # ------------------------------------------------------------ running
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Step until :meth:`request_stop`; with ``until_idle`` also return once the file feed is
+        exhausted and a step finds nothing more to do.
+
+        Pipelined: batch N+1 is fetched and decoded on the loop while the engine thread works on
+        batch N; engine jobs and publications stay in order (one in flight at a time)."""
+        inflight: asyncio.Task[None] | None = None
+        try:
+            while not self.stopping:
+                work = await self._fetch()
+                if inflight is not None:
+                    await inflight
+                    inflight = None
+                if work is not None and work.n:
+                    inflight = asyncio.create_task(self._process(work), name="mpc-agent-process")
+                if until_idle and self._md_done and (work is None or work.n == 0):
+                    break
+        finally:
+            if inflight is not None:
+                await inflight
+        await self.flush()
+        await self._commit(force=True)
+
+    async def flush(self) -> None:
+        """Feed the rows held back (see ``_hold_and_feed``) to the engine and publish what it decides."""
+        if self._executor is not None and self.driver.held_rows:
+            t = time.perf_counter()
+            await self._publish(await self.call(self.driver.step, Inbound(flush=True)), Inbound(), t)
+
+    async def step(self) -> int:
+        """One getmany (and/or file batch) -> validate -> engine -> publish; returns items handled."""
+        work = await self._fetch()
+        if work is None:
+            return 0
+        await self._process(work)
+        return work.n
+
+    async def _fetch(self) -> _Work | None:
+        s = self.settings
+        file_batch: BookBatch | None = None
+        if not self._md_done and self.md_feed is not None:
+            try:
+                file_batch = await anext(self.md_feed)
+            except StopAsyncIteration:
+                self._md_done = True
+        records: dict[str, list[Record]] = {}
+        if self.source is not None:
+            timeout = 0 if file_batch is not None or not self._md_done else s.poll_timeout_ms
+            try:
+                records = await self.source.getmany(timeout_ms=timeout, max_records=s.max_batch_records)
+            except RetriableFeedError as exc:
+                log.warning("%s; backing off 0.5 s", exc)
+                await asyncio.sleep(0.5)
+                return None
+        t_arrival = time.perf_counter()
+        inb = self.intake.take(records, file_batch)
+        n = inb.records + (len(file_batch) if file_batch is not None else 0)
+        gen = self.exactly_once.generation if self.exactly_once is not None else 0
+        return _Work(inb, records, t_arrival, n, gen)
+
+    async def _process(self, work: _Work) -> None:
+        if self.exactly_once is not None:  # one transaction per step (agent.live.delivery)
+            await self.exactly_once.process(self, work)
+            return
+        inb = work.inbound
+        if not inb.empty:
+            result = await self.call(self.driver.step, inb)
+            await self._publish(result, inb, work.t_arrival)
+            if inb.md is not None and len(inb.md):
+                self.processed_ts.update(inb.md.latest_ts())
+        elif inb.dlq:
+            await self._send(inb.dlq)
+        if work.records:
+            self._pending_offsets.update(next_offsets(r for rs in work.records.values() for r in rs))
+            await self._commit()
+
+    # --------------------------------------------------------- publishing
+    async def _publish(self, res: StepResult, inb: Inbound, t_arrival: float) -> None:
+        out = self.outputs(res, inb)
+        if out:
+            await self._send(out)
+        self.observe(res, t_arrival)
+
+    def outputs(self, res: StepResult, inb: Inbound) -> list[OutRecord]:
+        """DLQ copies (intake and engine-side rejections), child orders, venue fills of one step."""
+        out = inb.dlq + self.intake.dead_letters(inb, res.rejected)
+        for c in res.children:
+            out.append(OutRecord(self.topics.child_orders, codec.encode(codec.child_from_model(c)),
+                                 key=c.parent_id.encode()))
+        for f in res.venue_fills:
+            out.append(OutRecord(self.topics.fills, codec.encode(codec.fill_from_model(f)),
+                                 key=f.parent_id.encode()))
+        return out
+
+    def observe(self, res: StepResult, t_arrival: float) -> None:
+        """Metrics of one published step (``t_arrival`` -> now is the decision latency)."""
+        t_ack = time.perf_counter()
+        m = self.metrics
+        for c in res.children:
+            m.decision_latency.observe(t_ack - t_arrival)
+            self.decision_latencies_s.append(t_ack - t_arrival)
+            m.child_orders.labels(side=c.side).inc()
+            if c.impact is not None:
+                m.impact_beta.labels(symbol=c.symbol).set(c.impact.beta)
+                m.impact_gamma.labels(symbol=c.symbol).set(c.impact.gamma)
+        self.children_sent += len(res.children)
+        for status, iters, us in res.solves:
+            m.observe_solve(status, iters, us)
+        for reason in res.fallbacks:
+            m.fallback_plans.labels(reason=reason).inc()
+        if res.fills_applied:
+            m.fills.inc(res.fills_applied)
+        if res.fills_duplicate:
+            m.fills_duplicate.inc(res.fills_duplicate)
+        for sym, rem in res.remaining.items():
+            m.parent_remaining.labels(symbol=sym).set(rem)
+
+    async def _send(self, out: list[OutRecord]) -> None:
+        delay = 0.1
+        for attempt in range(SEND_RETRIES):
+            try:
+                await self.sink.send_many(out)
+                return
+            except RetriableFeedError as exc:
+                if attempt == SEND_RETRIES - 1:
+                    raise
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    async def _commit(self, *, force: bool = False) -> None:
+        if not (self.commit_offsets and self.source is not None and self._pending_offsets):
+            return
+        if not force and time.monotonic() - self._last_commit < COMMIT_INTERVAL_S:
+            return
+        if getattr(self.source, "group_id", None) is None:
+            self._pending_offsets.clear()
+            return
+        offsets, self._pending_offsets = self._pending_offsets, {}
+        await self.source.commit(offsets)
+        self._last_commit = time.monotonic()
+
+    async def _watchdog(self) -> None:
+        """Flag and count periods without market data (wall clock)."""
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.watchdog_interval_ms / 1000)
+            stale = time.monotonic() - self.intake.last_md_monotonic > s.no_data_alarm_s
+            if stale and not self._stale:
+                self.metrics.no_data_alarms.inc()
+                log.warning("no market data for %.1f s", s.no_data_alarm_s)
+            self._stale = stale
+            self.metrics.feed_stale.set(1 if stale else 0)
+
