@@ -237,9 +237,9 @@ async def build_exactly_once(conn: Any, topics: Any, tag: str, engine: Any, metr
 
 async def publish_parents(conn: Any, topic: str, stagger_s: float) -> None:
     """The 20 parent orders onto the parent-orders topic, key = symbol (as ``mpc-agent publish``)."""
-    from feeds.wire import codec
     from feeds.kafka import KafkaSink
     from feeds.ports import OutRecord
+    from feeds.wire import codec
 
     async with KafkaSink(conn) as sink:
         await sink.send_many([OutRecord(topic, codec.encode(codec.parent_from_model(p)), key=p.symbol.encode())

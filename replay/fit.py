@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from agent.core.errors import DataError
+from agent.core.forecast.profile import bucket_stats
 from agent.core.impact.estimator import default_sizes, depth_sizes, fit_power_law, fit_quadratic
 from agent.core.model import NS_PER_S, Side
-from agent.core.forecast.profile import bucket_stats
 from feeds.book import BookBatch
 
 SAMPLE_PATH = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample.mbp10.csv.zst"

@@ -1,4 +1,4 @@
-"""Wiring of ``mpc-agent run`` and ``mpc-agent publish``: config -> components -> asyncio.
+"""Wiring of ``mpc-agent run``: config -> components -> asyncio.
 
 Part of the service shell (with :mod:`agent.live.service`): the CLI builds the
 :class:`agent.app.config.AgentConfig` once and hands it here.
@@ -10,10 +10,7 @@ Part of the service shell (with :mod:`agent.live.service`): the CLI builds the
   through the same service, child orders to a JSONL file (or Kafka), fills
   from :class:`agent.app.fill_responder.SimulatedVenue` in process; the replay
   clock of the feed is the snapshot-age clock (none at speed 0).
-- ``publish``: a data file (paced) and/or a parent order onto Kafka.
-
-Parent order times (``[parent] start/end``) accept ISO-8601, integer ns, or
-``HH:MM`` in ``parent.tz`` on the data's trading day (today without data).
+Parent orders from ``[parent]``: :mod:`agent.app.parents`.
 """
 
 from __future__ import annotations
@@ -21,69 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 
-from agent.app.config import AgentConfig, ParentSection, load_config
-from agent.core.errors import ConfigError, DataError
-from agent.core.model import ParentOrder
+from agent.app.config import AgentConfig, load_config
+from agent.app.parents import parent_from_config
+from agent.core.errors import ConfigError
 
 log = logging.getLogger("agent.app.builder")
-
-
-# ------------------------------------------------------------- parent order
-def parse_time_ns(text: str, tz: str, day: dt.date) -> int:
-    """ISO-8601, integer ns, or ``HH:MM[:SS]`` in ``tz`` on ``day`` -> ns since the epoch (UTC)."""
-    from feeds.wire.messages import parse_iso_ns
-
-    s = text.strip()
-    if s.isdigit():
-        return int(s)
-    if len(s) <= 8 and ":" in s:
-        parts = [int(x) for x in s.split(":")] + [0, 0]
-        t = dt.time(parts[0], parts[1], parts[2])
-        local = dt.datetime.combine(day, t, tzinfo=ZoneInfo(tz))
-        return int(local.timestamp()) * 1_000_000_000
-    try:
-        return parse_iso_ns(s)
-    except Exception as exc:
-        raise ConfigError(f"cannot parse time {text!r}: use ISO-8601, integer ns or HH:MM") from exc
-
-
-def parent_from_config(p: ParentSection, *, first_ts_ns: int | None, default_symbol: str | None) -> ParentOrder | None:
-    """The parent order of ``[parent]`` (a JSON file or the inline fields); None when not configured."""
-    from feeds.wire import codec
-
-    if p.json_path:
-        raw = json.loads(Path(p.json_path).read_text())
-        raw.setdefault("schema", "parent_order.v1")
-        try:
-            msg = codec.decode(json.dumps(raw).encode(), expected={"parent_order.v1"})
-            return codec.parent_to_model(msg, lot_size=p.lot_shares)  # type: ignore[arg-type]
-        except DataError as exc:
-            raise ConfigError(f"parent order file {p.json_path}: {exc}") from None
-    if p.quantity_shares <= 0:
-        return None
-    symbol = p.symbol or default_symbol
-    if not symbol or not p.start or not p.end:
-        raise ConfigError("a parent order from flags/config needs symbol (or data), start and end")
-    tz = ZoneInfo(p.tz)
-    day = (dt.datetime.fromtimestamp(first_ts_ns / 1e9, tz) if first_ts_ns else dt.datetime.now(tz)).date()
-    try:
-        return ParentOrder(
-            p.parent_id, symbol, p.side, p.quantity_shares, parse_time_ns(p.start, p.tz, day),
-            parse_time_ns(p.end, p.tz, day), period_s=p.period_s, max_participation=p.max_participation_frac,
-            risk_aversion=p.risk_aversion, limit_price=p.limit_price_usd, lot_size=p.lot_shares,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"invalid parent order: {exc}") from None
 
 
 def kafka_connection(cfg: AgentConfig) -> Any:
@@ -100,7 +47,7 @@ def kafka_connection(cfg: AgentConfig) -> Any:
     )
 
 
-def _redact_logs(cfg: AgentConfig) -> None:
+def redact_logs(cfg: AgentConfig) -> None:
     """Mask the configured secrets in every log record, whatever logger writes it (agent.app.log_redact)."""
     from agent.app.log_redact import install_redaction
 
@@ -130,8 +77,8 @@ async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[st
     if cfg.service.feed == "file":
         if not ff.data_paths:
             raise ConfigError("--feed file needs data: --data PATH or [file_feed] data_paths")
-        from feeds.files.readers import read_book
         from agent.app.fill_responder import SimulatedVenue
+        from feeds.files.readers import read_book
         from replay.simulator import SimulatorSettings
 
         book = read_book(list(ff.data_paths), ff.format, symbol=ff.symbol).batch
@@ -197,8 +144,8 @@ async def run_exactly_once(cfg: AgentConfig, metrics: Any, *, install_signals: b
 
     from agent.core.engine import ExecutionEngine
     from agent.core.errors import FeedError
-    from agent.live.http import MetricsServer
     from agent.live.delivery import ExactlyOnce, ReliabilityMetrics
+    from agent.live.http import MetricsServer
     from agent.live.service import AgentService
     from feeds.kafka import KafkaSink, KafkaSource, create_topics
 
@@ -302,7 +249,7 @@ def run_command(args: argparse.Namespace) -> int:
         "http": {"port": g("metrics_port")},
     }
     cfg = load_config(g("config"), overrides)
-    _redact_logs(cfg)
+    redact_logs(cfg)
     if g("print_config"):
         print(json.dumps(cfg.masked(), indent=2))
         return 0
@@ -310,49 +257,3 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ publish
-async def publish(cfg: AgentConfig, *, path: str | None, topic: str, speed_x: float,
-                  fmt: str = "auto", symbol: str | None = None) -> dict[str, Any]:
-    """Publish the parent order of ``cfg.parent`` (JSON file or flags), then a data file paced
-    at ``speed_x``, to Kafka; return counts. ``HH:MM`` parent times use the data's day."""
-    from feeds.wire import codec
-    from feeds.file_feed import FileFeed, publish_feed
-    from feeds.kafka import KafkaSink
-    from feeds.files.readers import read_book
-
-    out: dict[str, Any] = {"topic": topic}
-    book = read_book([path], fmt, symbol=symbol).batch if path else None
-    first = int(book.ts_event[0]) if book is not None and len(book) else None
-    sym = str(book.symbol[0]) if book is not None and len(book) else None
-    parent = parent_from_config(cfg.parent, first_ts_ns=first, default_symbol=symbol or sym)
-    async with KafkaSink(kafka_connection(cfg)) as sink:
-        if parent is not None:
-            await sink.send(cfg.topics.parent_orders, codec.encode(codec.parent_from_model(parent)),
-                            key=parent.symbol.encode())  # key = symbol: the owning agent
-            out["parent_order"] = parent.parent_id
-        if book is not None:
-            t0 = time.perf_counter()
-            n = await publish_feed(FileFeed(book, speed_x=speed_x), sink, topic)
-            wall = time.perf_counter() - t0
-            out.update(rows=n, wall_s=round(wall, 3), rows_per_s=round(n / wall) if wall > 0 else None)
-    return out
-
-
-def publish_command(args: argparse.Namespace) -> int:
-    """``mpc-agent publish [PATH] [--topic T] [--speed X] [--parent-order FILE.json | --quantity Q ...]``."""
-    g = lambda name: getattr(args, name, None)  # noqa: E731
-    overrides = {
-        "kafka": {"bootstrap_servers": g("bootstrap_servers")},
-        "parent": {"json_path": g("parent_order"), "parent_id": g("parent_id"), "side": g("side"),
-                   "quantity_shares": g("quantity"), "start": g("start"), "end": g("end"),
-                   "period_s": g("period_s"), "symbol": g("symbol")},
-    }
-    cfg = load_config(g("config"), overrides)
-    _redact_logs(cfg)
-    if not args.path and not (cfg.parent.json_path or cfg.parent.quantity_shares > 0):
-        raise ConfigError("publish needs a data file PATH and/or a parent order (--parent-order FILE.json "
-                          "or --quantity/--side/--start/--end)")
-    res = asyncio.run(publish(cfg, path=args.path, topic=args.topic or cfg.topics.md, speed_x=args.speed or 0.0,
-                              fmt=g("format") or "auto", symbol=g("symbol")))
-    print(json.dumps(res))
-    return 0

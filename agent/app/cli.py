@@ -276,7 +276,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from agent.app.builder import publish_command
+    from agent.app.publish import publish_command
 
     return publish_command(args)
 

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 
 from agent.core.errors import DataError
 from agent.core.model import ChildOrder, Fill
-from feeds.wire import codec
 from feeds.book import BookBatch
 from feeds.kafka import KafkaConnection, KafkaSink, KafkaSource
 from feeds.ports import OutRecord, Record, Sink, Source
+from feeds.wire import codec
 from replay.simulator import FillSimulator, SimulatorSettings
 
 log = logging.getLogger("agent.app.fill_responder")

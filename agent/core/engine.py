@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from agent.core import risk
+from agent.core.forecast.volume import IntradayProfile, VolatilityEstimator, VolumeEstimator
 from agent.core.impact.estimator import OnlineImpactEstimator, default_sizes
 from agent.core.model import (
     BookLike,
@@ -48,7 +49,6 @@ from agent.core.policy import (
     PolicyFactory,
     mpc_policy,
 )
-from agent.core.forecast.volume import IntradayProfile, VolatilityEstimator, VolumeEstimator
 
 # EngineSettings, DecisionInput, Policy, ... live in agent.core.policy; re-exported for callers.
 __all__ = ["DecisionInput", "DecisionRecord", "EngineSettings", "ExecutionEngine", "Policy",

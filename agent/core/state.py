@@ -19,10 +19,10 @@ from dataclasses import asdict
 from typing import Any
 
 from agent.core.engine import ExecutionEngine, _ParentState, _SymbolState
+from agent.core.forecast.volume import VolatilityEstimator, VolumeEstimator
 from agent.core.impact.estimator import OnlineImpactEstimator
 from agent.core.model import ParentOrder
 from agent.core.mpc.qp import LotRounder
-from agent.core.forecast.volume import VolatilityEstimator, VolumeEstimator
 
 STATE_VERSION = 1
 

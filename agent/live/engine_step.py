@@ -30,8 +30,8 @@ import numpy as np
 
 from agent.app.config import ServiceSection
 from agent.core.engine import ExecutionEngine
-from agent.live.intake import DUPLICATE_PARENT, PARENT_DONE, UNKNOWN_PARENT, Inbound
 from agent.core.model import ChildOrder, Fill
+from agent.live.intake import DUPLICATE_PARENT, PARENT_DONE, UNKNOWN_PARENT, Inbound
 from feeds.book import BookBatch
 
 Venue = Callable[[ChildOrder], list[Fill]]

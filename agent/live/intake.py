@@ -46,10 +46,11 @@ import pydantic
 
 from agent.app.config import TopicsSection
 from agent.core.errors import DataError
-from agent.live.metrics import AgentMetrics
 from agent.core.model import Fill, ParentOrder
-from feeds.wire import codec
+from agent.live.metrics import AgentMetrics
 from feeds.book import BookBatch
+from feeds.ports import OutRecord, Record, dead_letter
+from feeds.wire import codec
 from feeds.wire.messages import (
     INVALID_CHILD_ORDER_ID,
     INVALID_VALUE,
@@ -60,7 +61,6 @@ from feeds.wire.messages import (
     ParentOrderMsg,
     WireMessage,
 )
-from feeds.ports import OutRecord, Record, dead_letter
 
 MD_SCHEMAS = frozenset({"mbp10.v1"})
 PARENT_SCHEMAS = frozenset({"parent_order.v1", "parent_cancel.v1"})

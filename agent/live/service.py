@@ -43,15 +43,15 @@ from typing import Any, TypeVar
 
 from agent.app.config import ServiceSection, TopicsSection
 from agent.core.engine import ExecutionEngine
-from agent.live.engine_step import EngineDriver, StepResult, Venue
 from agent.core.errors import FeedError, RetriableFeedError
-from agent.live.intake import Inbound, Intake
-from agent.live.metrics import AgentMetrics
 from agent.core.model import ParentOrder
 from agent.live.delivery import ExactlyOnce
-from feeds.wire import codec
+from agent.live.engine_step import EngineDriver, StepResult, Venue
+from agent.live.intake import Inbound, Intake
+from agent.live.metrics import AgentMetrics
 from feeds.book import BookBatch
 from feeds.ports import OutRecord, Record, Sink, Source, next_offsets
+from feeds.wire import codec
 
 log = logging.getLogger("agent.live.service")
 T = TypeVar("T")

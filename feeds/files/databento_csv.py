@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from agent.core.errors import SchemaError
+from feeds.book import BookBatch
 from feeds.files.arrow import (
     open_stream,
     parse_iso_ns,
@@ -45,7 +46,6 @@ from feeds.files.arrow import (
     to_i64,
     to_str,
 )
-from feeds.book import BookBatch
 
 __all__ = ["CsvLayout", "iter_csv", "sniff_layout"]
 

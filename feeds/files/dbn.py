@@ -34,8 +34,8 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.core.errors import SchemaError
-from feeds.files.arrow import open_stream
 from feeds.book import BookBatch
+from feeds.files.arrow import open_stream
 
 __all__ = ["MBP_RTYPES", "iter_dbn", "mbp_dtype"]
 

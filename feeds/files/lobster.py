@@ -39,8 +39,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from agent.core.errors import SchemaError
-from feeds.files.arrow import open_stream, read_head, rechunk, stack, to_f64, to_i64
 from feeds.book import BookBatch
+from feeds.files.arrow import open_stream, read_head, rechunk, stack, to_f64, to_i64
 
 __all__ = ["LobsterName", "LobsterTimestampWarning", "iter_lobster", "parse_name"]
 

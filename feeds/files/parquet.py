@@ -38,8 +38,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agent.core.errors import SchemaError
-from feeds.files.arrow import stack, to_f64, to_i64, to_str
 from feeds.book import BookBatch
+from feeds.files.arrow import stack, to_f64, to_i64, to_str
 
 __all__ = ["SCHEMA_NAME", "batch_to_table", "convert_to_parquet", "iter_parquet", "write_parquet"]
 

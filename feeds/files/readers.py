@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from agent.core.errors import FormatDetectionError, SchemaError
-from feeds.files.arrow import compression_of, read_head
 from feeds.book import BookBatch, merge_rejections
+from feeds.files.arrow import compression_of, read_head
 
 __all__ = [
     "FORMATS",

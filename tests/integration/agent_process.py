@@ -28,10 +28,10 @@ from typing import Any
 import aiokafka
 
 from agent.app.config import TopicsSection
-from feeds.wire import codec
 from feeds.kafka import KafkaConnection, KafkaSink
-from feeds.wire.messages import Mbp10
 from feeds.ports import OutRecord
+from feeds.wire import codec
+from feeds.wire.messages import Mbp10
 
 ROOT = Path(__file__).resolve().parents[2]
 

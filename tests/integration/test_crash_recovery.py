@@ -27,8 +27,8 @@ import pytest
 from agent.app.config import TopicsSection
 from agent.core.model import NS_PER_S, ParentOrder
 from agent.live.state_topic import read_state
-from feeds.wire import codec
 from feeds.kafka import KafkaConnection, KafkaSink, create_topics
+from feeds.wire import codec
 from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

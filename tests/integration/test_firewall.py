@@ -33,13 +33,13 @@ from prometheus_client import CollectorRegistry
 
 from agent.app.config import ServiceSection, TopicsSection
 from agent.core.engine import EngineSettings, ExecutionEngine
+from agent.core.model import Fill
 from agent.live.engine_step import EngineDriver
 from agent.live.intake import Intake
 from agent.live.metrics import AgentMetrics
-from agent.core.model import Fill
-from feeds.wire import codec
 from feeds.kafka import create_topics
 from feeds.ports import DLQ_ERROR_HEADER, Record
+from feeds.wire import codec
 from tests.integration.agent_proc import (
     AgentProcess,
     agent_env,

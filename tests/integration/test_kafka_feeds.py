@@ -8,9 +8,9 @@ import pytest
 from pydantic import SecretStr
 
 from agent.core.errors import FeedError, ValidationError
-from feeds.wire.codec import SCHEMAS, decode, encode
 from feeds.kafka import KafkaConnection, KafkaSink, KafkaSource, create_topics, send_to_dlq
 from feeds.ports import OutRecord, Record, next_offsets
+from feeds.wire.codec import SCHEMAS, decode, encode
 from tests.integration.kafka_helpers import consume
 from tests.unit.feeds.wire_samples import sample_messages
 

@@ -29,9 +29,9 @@ import pytest
 
 from agent.core.model import NS_PER_S, ParentOrder
 from agent.live.state_topic import read_state
-from feeds.wire import codec
 from feeds.kafka import KafkaConnection, KafkaSink
 from feeds.ports import OutRecord
+from feeds.wire import codec
 from tests.integration.agent_process import (
     AgentProcess,
     Market,

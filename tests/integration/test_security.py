@@ -28,9 +28,9 @@ from pathlib import Path
 import aiokafka
 import pytest
 
+from agent.app.builder import kafka_connection
 from agent.app.config import load_config
 from agent.core.errors import FeedError
-from agent.app.builder import kafka_connection
 from feeds.kafka import KafkaConnection, KafkaSink, create_topics
 from feeds.ports import DLQ_ERROR_HEADER
 from tests.integration.agent_proc import ROOT, AgentProcess, agent_env, free_port, read_all

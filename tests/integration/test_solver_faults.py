@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from feeds.wire import codec
 from feeds.kafka import KafkaSink, KafkaSource, create_topics
+from feeds.wire import codec
 from tests.integration.agent_proc import AgentProcess, agent_env, caught_up, free_port
 from tests.integration.hostile import NS, Context, dumps, good_book, good_fill
 from tests.integration.kafka_helpers import drain

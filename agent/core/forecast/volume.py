@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from agent.core.errors import DataError
-from agent.core.model import NS_PER_S, BookLike
 from agent.core.forecast.profile import (
     FloatArray,
     IntArray,
@@ -25,6 +24,7 @@ from agent.core.forecast.profile import (
     mid_of,
     sample_grid,
 )
+from agent.core.model import NS_PER_S, BookLike
 
 __all__ = ["IntradayProfile", "VolatilityEstimator", "VolumeEstimator"]
 

@@ -47,8 +47,9 @@ import numpy.typing as npt
 import osqp
 import scipy.sparse as sp
 
-from agent.core.mpc.blocking import Aggregated, Layout, aggregate, collapse, expand, make_layout
 from agent.core.errors import ConfigError
+from agent.core.model import FloatArray, Plan, SolverInfo
+from agent.core.mpc.blocking import Aggregated, Layout, aggregate, collapse, expand, make_layout
 from agent.core.mpc.oracle import (
     active_set_qp,
     even_split,
@@ -58,7 +59,6 @@ from agent.core.mpc.oracle import (
     slot_qp,
     solve_separable_exact,
 )
-from agent.core.model import FloatArray, Plan, SolverInfo
 
 __all__ = ["LotRounder", "RecedingHorizonQP", "SolverSettings", "even_split", "plan_offline",
            "solve_separable_exact"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from agent.core.engine import ExecutionEngine
-from agent.core.state import export_parent, restore_parent
 from agent.core.model import ChildOrder, Fill, ParentOrder
+from agent.core.state import export_parent, restore_parent
 from feeds.book import BookBatch
 from tests.unit.agent.books import NS, T0, ladder_book
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scipy.optimize import lsq_linear
 
 from agent.core.errors import DataError
+from agent.core.forecast.profile import IntradayProfile
 from agent.core.impact.estimator import (
     GAMMA_FLOOR,
     OnlineImpactEstimator,
@@ -23,7 +24,6 @@ from agent.core.impact.estimator import (
     fit_quadratic,
     walk_levels,
 )
-from agent.core.forecast.profile import IntradayProfile
 from feeds.book import BookBatch
 from tests.unit.agent.books import NS, T0
 

@@ -12,8 +12,8 @@ from agent.app.config import TopicsSection
 from agent.core.errors import DataError
 from agent.live.intake import Intake
 from agent.live.metrics import AgentMetrics
-from feeds.wire import codec
 from feeds.ports import Record
+from feeds.wire import codec
 
 TOPICS = TopicsSection()
 GOOD = {"schema": "mbp10.v1", "symbol": "FROG", "ts_event": 1_743_687_000_000_000_000, "action": "A",

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.app.config import ServiceSection, TopicsSection
 from agent.core.engine import EngineSettings, ExecutionEngine
+from agent.core.model import Fill
 from agent.live.engine_step import EngineDriver
 from agent.live.intake import (
     DLQ_OVERSIZE_KEEP_BYTES,
@@ -20,7 +21,6 @@ from agent.live.intake import (
     Intake,
 )
 from agent.live.metrics import AgentMetrics
-from agent.core.model import Fill
 from feeds.ports import DLQ_ERROR_HEADER, Record
 
 NS = 1_000_000_000

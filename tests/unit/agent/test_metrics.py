@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.core.model import ChildOrder, ImpactParams, SolverInfo
 from agent.live.http import MetricsServer
 from agent.live.metrics import SOLVE_BUCKETS_S, AgentMetrics
-from agent.core.model import ChildOrder, ImpactParams, SolverInfo
 
 REQUIRED = {
     "mpc_agent_solve_duration_seconds": "histogram",

@@ -16,15 +16,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.app.config import ServiceSection, TopicsSection
+from agent.app.fill_responder import SimulatedVenue
 from agent.core.engine import ExecutionEngine, mpc_policy
-from agent.live.metrics import AgentMetrics
 from agent.core.model import NS_PER_S, Fill, ParentOrder
+from agent.live.metrics import AgentMetrics
 from agent.live.service import AgentService
-from feeds.wire import codec
 from feeds.book import BookBatch
 from feeds.file_feed import FileFeed
 from feeds.memory import MemoryBus, MemorySink, MemorySource
-from agent.app.fill_responder import SimulatedVenue
+from feeds.wire import codec
 from replay.runner import run_strategy
 from replay.simulator import FillSimulator
 

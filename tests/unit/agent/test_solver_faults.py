@@ -15,8 +15,8 @@ import pytest
 
 from agent.app.config import load_config
 from agent.core.engine import EngineSettings, ExecutionEngine
-from agent.core.mpc.oracle import solve_separable_exact
 from agent.core.model import Fill, ParentOrder
+from agent.core.mpc.oracle import solve_separable_exact
 from agent.core.mpc.qp import RecedingHorizonQP, SolverSettings
 from tests.unit.agent.books import NS, T0, ladder_book
 

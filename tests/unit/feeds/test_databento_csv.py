@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from agent.core.errors import SchemaError
-from feeds.files.arrow import parse_iso_ns
 from feeds.book import BookBatch
+from feeds.files.arrow import parse_iso_ns
 from feeds.files.databento_csv import iter_csv, sniff_layout
 from tests.unit.feeds.feeds_samples import (
     FROG,

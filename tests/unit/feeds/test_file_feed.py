@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from agent.core.errors import FeedError
-from feeds.wire import codec
 from feeds.book import BookBatch
 from feeds.file_feed import FileFeed, encode_rows
 from feeds.jsonl import JsonlSink
 from feeds.ports import OutRecord
+from feeds.wire import codec
 
 NS = 1_000_000_000
 

@@ -9,6 +9,7 @@ import numpy.typing as npt
 import pytest
 import zstandard
 
+from replay.synthetic.csv_out import HEADER, format_cents, format_ts, render_csv
 from replay.synthetic.day import (
     NS,
     PROFILES,
@@ -18,7 +19,6 @@ from replay.synthetic.day import (
     profile_for,
     session_bounds,
 )
-from replay.synthetic.csv_out import HEADER, format_cents, format_ts, render_csv
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "data" / "sample" / "sample.mbp10.csv.zst"
