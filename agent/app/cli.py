@@ -172,7 +172,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     import math
 
     from agent.core.errors import ConfigError
-    from agent.core.mpc.qp import plan_offline
+    from agent.core.mpc.offline import plan_offline
 
     n = int(args.periods)
     if n < 1:

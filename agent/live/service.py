@@ -220,11 +220,6 @@ class AgentService:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     @property
-    def fills_seen(self) -> set[str]:
-        """``fill_id``s applied so far (fills are de-duplicated on them)."""
-        return self.driver.fills_seen
-
-    @property
     def stopping(self) -> bool:
         return self._stop_requested
 
