@@ -150,7 +150,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from feeds.files.parquet import convert_to_parquet
+    from feeds.files.convert import convert_to_parquet
 
     stats = convert_to_parquet(args.paths, args.to, fmt=args.format)
     print(json.dumps(stats))

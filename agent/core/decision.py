@@ -16,21 +16,32 @@ tradable row at or after the parent's next period boundary:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from agent.core import risk
+from agent.core.forecast.profile import IntradayProfile
+from agent.core.market import SymbolMarket
 from agent.core.model import BookLike, ChildOrder, FloatArray, ImpactParams, child_order_id
 from agent.core.parent_state import EXPIRED, BookResult, ParentState
-from agent.core.policy import DecisionInput, DecisionRecord
-
-if TYPE_CHECKING:
-    from agent.core.engine import ExecutionEngine
-    from agent.core.market import SymbolMarket
+from agent.core.policy import DecisionInput, DecisionRecord, EngineSettings
 
 
-def decide(eng: ExecutionEngine, st: ParentState, mkt: SymbolMarket, batch: BookLike, i: int,
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a decision reads of the engine (settings, profile, clock, kill switch) and its counters."""
+
+    settings: EngineSettings
+    profile: IntradayProfile | None
+    clock: Callable[[], int] | None
+    kill_switch: bool
+    counters: Counter[str]
+
+
+def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i: int,
            now_ns: int | None, out: BookResult) -> None:
     """Decide period ``k`` of ``st`` on row ``i`` of ``batch``; append to ``out`` (see the module docstring)."""
     p, s = st.parent, eng.settings
@@ -91,7 +102,7 @@ def decide(eng: ExecutionEngine, st: ParentState, mkt: SymbolMarket, batch: Book
     ))
 
 
-def impact_forecast(eng: ExecutionEngine, st: ParentState, periods_left: int, ts: int,
+def impact_forecast(eng: Context, st: ParentState, periods_left: int, ts: int,
                     remaining: float) -> tuple[FloatArray, FloatArray]:
     """``beta, gamma`` per remaining period, gamma floored at ``min_convexity * beta / max(R / P, lot)``."""
     p, s = st.parent, eng.settings

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from agent.core import state as records
-from agent.core.decision import decide
+from agent.core.decision import Context, decide
 from agent.core.forecast.profile import IntradayProfile
 from agent.core.impact.curves import default_sizes
 from agent.core.impact.parent_fit import ParentImpact
@@ -196,6 +196,7 @@ class ExecutionEngine:
         parents = list(self._active(sym))
         ts = batch.ts_event
         tradable = (batch.bid_sz[:, 0] > 0) & (batch.ask_sz[:, 0] > 0) & (batch.bid_px[:, 0] < batch.ask_px[:, 0])
+        ctx = Context(self.settings, self.profile, self.clock, self.kill_switch, self.counters)
         pos = 0
         while parents:
             due = [(s.parent.period_start_ns(s.next_period), s) for s in parents]
@@ -208,7 +209,7 @@ class ExecutionEngine:
             pos = i + 1
             for t_d, st in due:
                 if t_d <= ts[i] and not st.done:
-                    decide(self, st, mkt, batch, i, now_ns, out)
+                    decide(ctx, st, mkt, batch, i, now_ns, out)
             parents = [s for s in parents if not s.done]
         mkt.update(_rows(batch, pos, n))
         return out
