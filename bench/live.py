@@ -212,9 +212,9 @@ async def build_exactly_once(conn: Any, topics: Any, tag: str, engine: Any, metr
     """
     import aiokafka
 
-    from agent.app.config import KafkaSection
     from agent.live.delivery import ExactlyOnce, ReliabilityMetrics
     from agent.live.service import AgentService
+    from agent.live.settings import KafkaSection
     from feeds.kafka import KafkaSink, KafkaSource, create_topics
 
     k = KafkaSection()
@@ -288,10 +288,10 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
     """
     from prometheus_client import CollectorRegistry
 
-    from agent.app.config import ServiceSection, TopicsSection
     from agent.core.engine import ExecutionEngine
     from agent.live.metrics import AgentMetrics
     from agent.live.service import AgentService
+    from agent.live.settings import ServiceSection, TopicsSection
     from feeds.kafka import KafkaSink, KafkaSource, create_topics
 
     tag = uuid.uuid4().hex[:6]

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.app.config import ServiceSection
 from agent.core.driver import Driver, DriveResult, Venue
 from agent.core.engine import ExecutionEngine
 from agent.core.model import ChildOrder, Fill
 from agent.core.parent_state import FillOutcome
 from agent.live.intake import DUPLICATE_PARENT, Inbound
+from agent.live.settings import ServiceSection
 from feeds.book import BookBatch
 
 HELD_COMPACT_BATCHES = 16

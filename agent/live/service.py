@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from agent.app.config import ServiceSection, TopicsSection
 from agent.core.engine import ExecutionEngine
 from agent.core.errors import FeedError, RetriableFeedError
 from agent.core.model import ParentOrder
@@ -49,6 +48,7 @@ from agent.live.delivery import ExactlyOnce
 from agent.live.engine_step import EngineDriver, StepResult, Venue
 from agent.live.intake import Inbound, Intake
 from agent.live.metrics import AgentMetrics
+from agent.live.settings import ServiceSection, TopicsSection
 from feeds.book import BookBatch
 from feeds.ports import OutRecord, Record, Sink, Source, next_offsets
 from feeds.wire import codec

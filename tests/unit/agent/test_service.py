@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.app.config import ServiceSection, TopicsSection
 from agent.app.fill_responder import SimulatedVenue
 from agent.core.engine import ExecutionEngine, mpc_policy
 from agent.core.model import NS_PER_S, Fill, ParentOrder
 from agent.live.metrics import AgentMetrics
 from agent.live.service import AgentService
+from agent.live.settings import ServiceSection, TopicsSection
 from feeds.book import BookBatch
 from feeds.file_feed import FileFeed
 from feeds.memory import MemoryBus, MemorySink, MemorySource
