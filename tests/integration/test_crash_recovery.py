@@ -109,7 +109,7 @@ async def _crash_scenario(bootstrap: str, tmp_path: Path) -> None:
             async def executing() -> None:  # every kill hits a parent being executed
                 while True:
                     rec = (await read_state(state_reader(conn), topics.agent_state)).get(parent.parent_id)
-                    if rec is not None and rec["period_index"] >= 0:
+                    if rec is not None and (rec["engine"]["next_period"] - 1) >= 0:
                         return
                     await asyncio.sleep(0.2)
 
@@ -185,7 +185,7 @@ async def _fenced_scenario(bootstrap: str, tmp_path: Path) -> None:
                         return rec
                     await asyncio.sleep(0.3)
 
-            await asyncio.wait_for(state(lambda r: r["period_index"] >= 3), 60)
+            await asyncio.wait_for(state(lambda r: (r["engine"]["next_period"] - 1) >= 3), 60)
             fencer = aiokafka.AIOKafkaProducer(**conn.client_kwargs(), transactional_id=f"g-{tag}.fence-{tag}",
                                                enable_idempotence=True)
             await fencer.start()  # InitProducerId bumps the epoch: the agent's producer is fenced

@@ -34,7 +34,7 @@ class ParentImpact:
     def __init__(self, market: SymbolMarket, side: Side, half_life_s: float, sizes: FloatArray) -> None:
         self.market, self.side, self.half_life_s = market, side, float(half_life_s)
         self.sizes = np.asarray(sizes, dtype=np.float64)
-        self._fit: tuple[QuadraticFit, PowerLawFit] | None = None
+        self._quad: QuadraticFit | None = None
         self._version, self._curve_id = -1, 0
 
     @property
@@ -58,18 +58,21 @@ class ParentImpact:
     def extrapolated_fraction(self) -> float:
         return self.curve.extrapolated_fraction_at(self.sizes)
 
-    def fits(self) -> tuple[QuadraticFit, PowerLawFit]:
-        """Quadratic and power-law fits of :meth:`average_curve` (cached per curve update)."""
-        if self._fit is None or self._version != self.curve.version or self._curve_id != id(self.curve):
-            avg = self.average_curve()
-            self._fit = (fit_quadratic(self.sizes, avg), fit_power_law(self.sizes, avg))
+    def quadratic(self) -> QuadraticFit:
+        """The quadratic fit of :meth:`average_curve` (cached per curve update): all a decision needs."""
+        if self._quad is None or self._version != self.curve.version or self._curve_id != id(self.curve):
+            self._quad = fit_quadratic(self.sizes, self.average_curve())
             self._version, self._curve_id = self.curve.version, id(self.curve)
-        return self._fit
+        return self._quad
+
+    def fits(self) -> tuple[QuadraticFit, PowerLawFit]:
+        """Quadratic and power-law fits (the power law is for analysis only, never cached)."""
+        return self.quadratic(), fit_power_law(self.sizes, self.average_curve())
 
     def current(self) -> ImpactParams:
-        """Current ``beta, gamma`` (and ``alpha, delta``); raises ``DataError`` before data."""
-        quad, power = self.fits()
-        return ImpactParams(quad.beta, quad.gamma, power.alpha, power.delta)
+        """Current ``beta, gamma``; raises ``DataError`` before data."""
+        quad = self.quadratic()
+        return ImpactParams(quad.beta, quad.gamma)
 
     def forecast(self, n_slots: int, *, ts_ns: int, period_s: float,
                  profile: IntradayProfile | None = None) -> tuple[FloatArray, FloatArray]:
