@@ -78,6 +78,7 @@ class ReplaySpec:
             parent_id=f"{strategy}-{start_ns // NS_PER_S}", symbol=self.symbol, side=self.side,
             quantity=self.quantity, start_ns=start_ns, end_ns=end_ns, period_s=self.period_s,
             max_participation=self.max_participation, risk_aversion=self.risk_aversion,
+            lot_size=self.simulator.lot_shares,  # orders in the venue's lots
         )
 
 
