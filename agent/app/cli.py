@@ -261,7 +261,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                         progress=not args.no_progress)
     except ValueError as exc:
         raise MpcAgentError(str(exc)) from exc
-    summary = write_outputs(result, args.out)
+    summary = write_outputs(result, args.out, tz=args.tz)
     if data.rejected:
         log.warning("rejected rows: %s", data.rejected)
     print(render_table(summary))
