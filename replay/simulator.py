@@ -288,32 +288,14 @@ class FillSimulator:
         stats.events_processed = max(stats.events_processed, row + 1)
         side = child.side
         px, sz = self.depleted_levels(row, side)
-        n_lv = len(px)
-        if n_lv == 0:
-            return []
-        cum, _ = walk_levels(
-            np.broadcast_to(px, (n_lv, n_lv)),
-            np.where(self._prefix, sz, 0.0),
-            qty,
-            float(child.limit_price),
-            buy=side == "buy",
-        )
-        take = cum.copy()
-        take[1:] -= cum[:-1]
+        take = self._walk(px, sz, qty, float(child.limit_price), side == "buy")
         touched = np.flatnonzero(take > 0)
         if len(touched) == 0:
             return []
         t_fill = int(self._ts[row])
         q_lv, p_lv = take[touched], px[touched]
         self._consume(side, p_lv, q_lv, t_fill)
-        notional = float(q_lv @ p_lv)
-        fee = self.settings.fee_bps * 1e-4 * notional
-        self.fees_dollars += fee
-        self.fees_by_parent[child.parent_id] = self.fees_by_parent.get(child.parent_id, 0.0) + fee
-        stats.filled_children += 1
-        stats.fills += len(touched)
-        stats.filled_quantity += float(q_lv.sum())
-        stats.notional_dollars += notional
+        self._account(child.parent_id, q_lv, p_lv)
         return [
             Fill(
                 fill_id=f"{child.child_order_id}:f{j}",
@@ -325,6 +307,29 @@ class FillSimulator:
             )
             for j, (q, p) in enumerate(zip(q_lv.tolist(), p_lv.tolist(), strict=True))
         ]
+
+    def _walk(self, px: FloatArray, sz: FloatArray, qty: float, limit: float, buy: bool) -> FloatArray:
+        """Shares taken at each level, ``q_k = F_k - F_{k-1}`` (module docstring)."""
+        n_lv = len(px)
+        if n_lv == 0:
+            return np.zeros(0)
+        cum, _ = walk_levels(np.broadcast_to(px, (n_lv, n_lv)), np.where(self._prefix, sz, 0.0), qty,
+                             limit, buy=buy)
+        take = cum.copy()
+        take[1:] -= cum[:-1]
+        return take
+
+    def _account(self, parent_id: str, q_lv: FloatArray, p_lv: FloatArray) -> None:
+        """Fees (``fee_bps`` of the notional) and fill statistics of one execution."""
+        notional = float(q_lv @ p_lv)
+        fee = self.settings.fee_bps * 1e-4 * notional
+        self.fees_dollars += fee
+        self.fees_by_parent[parent_id] = self.fees_by_parent.get(parent_id, 0.0) + fee
+        stats = self.stats
+        stats.filled_children += 1
+        stats.fills += len(q_lv)
+        stats.filled_quantity += float(q_lv.sum())
+        stats.notional_dollars += notional
 
     def _consume(self, side: Side, px: FloatArray, qty: FloatArray, t_ns: int) -> None:
         """Record ``qty`` taken at ``px`` at ``t_ns``: merge same-price entries, then prune."""
