@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.app.cli import main
 from agent.core.model import NS_PER_S
 from feeds.book import BookBatch
+from feeds.files.parquet import write_parquet
 from replay.report import build_summary
 from replay.runner import ReplaySpec, replay
 from replay.simulator import SimulatorSettings
@@ -48,7 +53,7 @@ def _is_lots(q: float, lot: float) -> bool:
     return k == np.rint(k)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     lot=st.sampled_from([1.0, 10.0, 100.0]),
@@ -92,3 +97,16 @@ def test_a_parent_with_an_odd_lot_tail_completes_exactly(strategy: str) -> None:
     assert run.filled == 10_050.0
     odd = [c.quantity for c in run.children if not _is_lots(c.quantity, 100.0)]
     assert len(odd) <= 1 and all(q % 100.0 == 50.0 for q in odd)
+
+
+def test_cli_replay_trades_the_lot_it_is_given(tmp_path: Path) -> None:
+    data = tmp_path / "day.parquet"
+    write_parquet([random_book(11, minutes=40)], data)
+    rc = main(["replay", "--data", str(data), "--side", "buy", "--quantity", "3000", "--start", "9:40",
+               "--end", "10:00", "--lot-shares", "100", "--strategies", "mpc,twap", "--out", str(tmp_path / "o"),
+               "--no-progress"])
+    assert rc == 0
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["lot_shares"] == 100.0
+    for tca in s["strategies"].values():
+        assert tca["filled_quantity"] % 100.0 == 0.0 and tca["child_orders"] > 0
