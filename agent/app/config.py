@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -34,6 +34,7 @@ from agent.core.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.core.engine import EngineSettings
+    from agent.core.risk import VenueRules
 
 ENV_PREFIX = "MPC_AGENT_"
 ENV_DELIMITER = "__"
@@ -170,6 +171,40 @@ class RiskSection(_Section):
     kill_switch: bool = False
 
 
+class InstrumentSection(_Section):
+    """One symbol's venue rules (``[venue.symbols.ES] tick_usd = 0.25``)."""
+
+    tick_usd: float | None = Field(default=None, gt=0, description="fixed tick; None = venue.tick_table")
+    lot_shares: float | None = Field(default=None, gt=0, description="None = venue.lot_shares")
+
+
+class VenueSection(_Section):
+    """``agent.core.risk.VenueRules``: the tick grid of limit prices and the lot of child quantities."""
+
+    tick_table: tuple[tuple[float, float], ...] = Field(
+        default=((0.0, 0.0001), (1.0, 0.01)), description="(min price USD, tick USD) bands: $0.0001 "
+        "below $1, $0.01 at or above (US equities)")
+    lot_shares: float | None = Field(default=None, gt=0, description="None = the parent order's lot_size; "
+                                     "else child quantities are whole multiples of both")
+    symbols: dict[str, InstrumentSection] = Field(default_factory=dict, description="per-symbol overrides")
+
+    @model_validator(mode="after")
+    def _valid_rules(self) -> VenueSection:
+        self.rules()  # the core's checks (a band edge off a tick grid, a tick <= 0) as a config error
+        return self
+
+    def rules(self) -> VenueRules:
+        """The core's frozen :class:`agent.core.risk.VenueRules`."""
+        from agent.core.risk import InstrumentRules, VenueRules
+
+        table = tuple((float(lo), float(t)) for lo, t in self.tick_table)
+        return VenueRules(
+            default=InstrumentRules(lot=self.lot_shares, tick_table=table),
+            symbols=tuple((sym, InstrumentRules(tick=i.tick_usd, lot=i.lot_shares or self.lot_shares,
+                                                tick_table=table))
+                          for sym, i in sorted(self.symbols.items())))
+
+
 class SolverSection(_Section):
     """``agent.core.mpc.qp.SolverSettings`` (OSQP); fields absent there are ignored."""
 
@@ -197,6 +232,7 @@ class AgentConfig(BaseSettings):
     http: HttpSection = HttpSection()
     engine: EngineSection = EngineSection()
     risk: RiskSection = RiskSection()
+    venue: VenueSection = VenueSection()
     solver: SolverSection = SolverSection()
 
     # ------------------------------------------------------------ mapping
@@ -208,7 +244,7 @@ class AgentConfig(BaseSettings):
 
         e, r = self.engine, self.risk
         limits = RiskLimits(max_snapshot_age_ms=r.max_snapshot_age_ms, max_child_shares=r.max_child_shares,
-                            limit_slippage_bps=r.limit_slippage_bps)
+                            limit_slippage_bps=r.limit_slippage_bps, venue=self.venue.rules())
         return EngineSettings(
             max_participation=e.max_participation_frac, impact_half_life_s=e.impact_half_life_s,
             volume_half_life_s=e.volume_half_life_s, volatility_half_life_s=e.volatility_half_life_s,
