@@ -102,7 +102,7 @@ class ExecutionEngine:
                else ParentImpact(mkt, parent.side, s.impact_now_half_life_s, sizes))
         return ParentState(parent, self.policy_factory(parent, s),
                            ParentImpact(mkt, parent.side, s.impact_half_life_s, sizes), now,
-                           LotRounder(parent.lot_size))
+                           LotRounder(s.risk.venue.instrument(parent.symbol).lot_for(parent.lot_size)))
 
     def cancel(self, parent_id: str) -> bool:
         """Stop an active parent (no more child orders); False when unknown or already ended."""
