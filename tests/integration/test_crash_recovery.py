@@ -128,8 +128,8 @@ async def _crash_scenario(bootstrap: str, tmp_path: Path) -> None:
                 if before is not None:
                     restored = agent.restores()[n_restores:]
                     assert [r["parent_id"] for r in restored] == [parent.parent_id]
-                    checks.append((before["engine"]["remaining"], restored[0]["remaining"]))
-                    assert restored[0]["remaining"] == before["engine"]["remaining"]
+                    checks.append((before["remaining"], restored[0]["remaining"]))
+                    assert restored[0]["remaining"] == before["remaining"]
                     assert restored[0]["next_period"] == before["engine"]["next_period"]
             t_kills = time.monotonic() - t0
 
@@ -202,7 +202,7 @@ async def _fenced_scenario(bootstrap: str, tmp_path: Path) -> None:
         sent = check_children(children, [parent])
         # the agent is fenced from the fencer's InitProducerId on: the last committed state is the one read
         # right after it
-        assert restored["remaining"] == before[parent.parent_id]["engine"]["remaining"]
+        assert restored["remaining"] == before[parent.parent_id]["remaining"]
         assert final["status"] == "completed" and sent[parent.parent_id] == pytest.approx(qty)
         print(f"\nfenced: service rebuilt in process, restored remaining {restored['remaining']:.0f}, "
               f"{len(children)} child orders, 0 duplicates, {sent[parent.parent_id]:.0f}/{qty:.0f} shares")
