@@ -38,8 +38,8 @@ from tests.integration.agent_process import (
     Venue,
     agent_env,
     book_row,
-    read_topic,
 )
+from tests.integration.kafka_helpers import read_topic
 from tests.integration.test_crash_recovery import (
     check_children,
     make_topics,
