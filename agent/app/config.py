@@ -159,6 +159,8 @@ class EngineSection(_Section):
     penalty_ticks: float = Field(default=3.0, ge=0)
     tick_usd: float = Field(default=0.01, gt=0)
     size_grid_multiple_x: float = Field(default=4.0, gt=0)
+    profile_path: str | None = Field(
+        default=None, description="intraday profiles JSON from `mpc-agent profile` (None: flat)")
 
 
 class RiskSection(_Section):
