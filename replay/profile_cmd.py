@@ -22,6 +22,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -34,8 +35,8 @@ from agent.core.forecast.profile_set import ProfileSet, describe
 from agent.core.model import NS_PER_S, BookLike
 from replay.session import SAMPLE_DATES, SAMPLE_FILES, TradingDays, read_days
 
-__all__ = ["attach_profile_to_fit", "learn_profiles", "profile_command", "profile_for_replay",
-           "render_profiles"]
+__all__ = ["ReplayInputs", "attach_profile_to_fit", "learn_profiles", "profile_command",
+           "profile_for_replay", "render_profiles", "replay_inputs"]
 
 
 def learn_profiles(paths: Sequence[str | Path], fmt: str = "auto", *, symbols: Sequence[str] = (),
@@ -156,16 +157,24 @@ def profile_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def replay_inputs(paths: Sequence[str] | None, fmt: str, symbol: str | None, tz: str,
-                  profile_path: str | None) -> tuple[str, TradingDays, IntradayProfile | None,
-                                                     list[str], dict[str, int]]:
-    """What ``mpc-agent replay`` replays: ``(symbol, days, profile, notes, rejected rows)``.
+@dataclass(frozen=True)
+class ReplayInputs:
+    """What ``mpc-agent replay`` replays (see :func:`replay_inputs`)."""
 
-    ``paths`` default to the embedded sample's days. The last day is replayed,
-    the earlier ones are history; ``profile`` is the one of ``profile_path``,
-    else learned from the history exactly as ``mpc-agent profile`` would
-    (None without history). ``notes`` say which days were history and where
-    the profile comes from.
+    symbol: str
+    days: TradingDays  # the last day is replayed, the others are history
+    profile: IntradayProfile | None  # None: no history and no --profile (flat)
+    notes: list[str]  # which days were history, where the profile comes from
+    rejected: dict[str, int]  # rows dropped by validation, per reason
+
+
+def replay_inputs(paths: Sequence[str] | None, fmt: str, symbol: str | None, tz: str,
+                  profile_path: str | None) -> ReplayInputs:
+    """Read the days to replay; the profile is ``profile_path``'s, else learned from the history.
+
+    ``paths`` default to the embedded sample's days. Without ``profile_path``
+    the profile is learned from the history days exactly as ``mpc-agent
+    profile`` would (same estimator, ``tz`` time of day, both book sides).
     """
     files = list(paths) if paths else [str(p) for p in SAMPLE_FILES]
     if not files:
@@ -187,4 +196,4 @@ def replay_inputs(paths: Sequence[str] | None, fmt: str, symbol: str | None, tz:
                                        for d, b in zip(hist, days.history, strict=True)]},
                                 tz=tz, pool=False).for_symbol(sym)
         notes.append(f"intraday profile: {describe(prof)}")
-    return sym, days, prof, notes, data.rejected
+    return ReplayInputs(sym, days, prof, notes, data.rejected)

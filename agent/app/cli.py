@@ -278,23 +278,23 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from replay.session import resolve_window
     from replay.simulator import SimulatorSettings
 
-    symbol, days, profile, notes, rejected = replay_inputs(args.data, args.format, args.symbol,
-                                                           args.tz, args.profile)
+    inputs = replay_inputs(args.data, args.format, args.symbol, args.tz, args.profile)
+    print("\n".join(inputs.notes), flush=True)
+    days = inputs.days
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     try:
         start, end, s0, s1 = resolve_window(days, args.start, args.end)
         sim = SimulatorSettings(**({"latency_ms": args.latency_ms} if args.latency_ms is not None else {}))
-        spec = ReplaySpec(symbol, args.side, args.quantity, start, end, args.period_s,
+        spec = ReplaySpec(inputs.symbol, args.side, args.quantity, start, end, args.period_s,
                           max_participation=args.max_participation,
                           risk_aversion=args.risk_aversion or 0.0, strategies=strategies, simulator=sim)
         result = replay(days.book, spec, starts=args.starts, session=(s0, s1), history=days.history,
-                        progress=not args.no_progress, profile=profile)
+                        progress=not args.no_progress, profile=inputs.profile)
     except ValueError as exc:
         raise MpcAgentError(str(exc)) from exc
     summary = write_outputs(result, args.out)
-    if rejected:
-        log.warning("rejected rows: %s", rejected)
-    print("\n".join(notes))
+    if inputs.rejected:
+        log.warning("rejected rows: %s", inputs.rejected)
     print(render_table(summary))
     print(f"wrote {Path(args.out) / 'summary.json'} and {Path(args.out) / 'report.html'}")
     return 0

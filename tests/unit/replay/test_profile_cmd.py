@@ -76,7 +76,7 @@ def test_replay_with_a_profile_file_uses_it_and_says_where_it_comes_from(
 ) -> None:
     from replay.profile_cmd import replay_inputs
 
-    _, _, prof, _, _ = replay_inputs(None, "auto", "SYNB", "America/New_York", str(profile_file))
+    prof = replay_inputs(None, "auto", "SYNB", "America/New_York", str(profile_file)).profile
     assert prof is not None
     assert prof.to_dict() == ProfileSet.load(profile_file).profiles["SYNB"].to_dict()
     assert main(["replay", *WINDOW, "--symbol", "SYNB", "--profile", str(profile_file),
