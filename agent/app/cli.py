@@ -191,8 +191,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         day = date.fromisoformat(str(result["start"])[:10])  # UTC date of the first period
         prof, notes = profile_for_replay(args.profile, result["symbol"], day)
         attach_profile_to_fit(result, prof, args.profile)
-        for note in notes:
-            log.warning("%s", note)
+        print("\n".join(notes), file=sys.stderr)
     _emit_json(result, args.out)
     return 0
 

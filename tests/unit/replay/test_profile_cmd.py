@@ -86,13 +86,18 @@ def test_replay_with_a_profile_file_uses_it_and_says_where_it_comes_from(
     assert "look-ahead" not in out and "pooled" not in out
 
 
+@pytest.fixture(scope="module")
+def synb_all_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SYNB only, learned from all five days (including the replayed one)."""
+    out = tmp_path_factory.mktemp("profile") / "synb.json"
+    assert main(["profile", "--symbol", "SYNB", "--before", "2025-04-04", "--out", str(out)]) == 0
+    return out
+
+
 def test_replay_flags_a_pooled_prior_and_a_profile_that_saw_the_replayed_day(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    synb_all_days: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    only_b = tmp_path / "synb.json"
-    assert main(["profile", "--symbol", "SYNB", "--before", "2025-04-04", "--out", str(only_b)]) == 0
-    capsys.readouterr()
-    assert main(["replay", *WINDOW, "--profile", str(only_b), "--out", str(tmp_path / "r")]) == 0
+    assert main(["replay", *WINDOW, "--profile", str(synb_all_days), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "SYNA has no history in" in out and "pooled shape of SYNB" in out
     assert "look-ahead: the profile was learned from days that include the replayed day" in out
@@ -111,3 +116,17 @@ def test_fit_with_a_profile_adds_its_expectation_per_period(
         assert len(prof["expected"][kind]) == n
     assert prof["shape_corr"]["volume"] > 0.5  # the day's volume follows the learned U shape
     assert all(set(p["profile_factor"]) == {"beta", "gamma", "volume", "sigma"} for p in d["periods"])
+
+
+def test_fit_with_a_pooled_profile_scales_the_shape_to_the_day_and_says_so(
+    synb_all_days: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fit", "--symbol", "SYNA", "--period-s", "1800", "--profile", str(synb_all_days)]) == 0
+    captured = capsys.readouterr()
+    prof = json.loads(captured.out)["profile"]
+    assert prof["pooled"] and prof["symbols"] == ["SYNB"] and prof["look_ahead"]
+    assert prof["level_from"].startswith("this day's mean")
+    vol = np.array(prof["expected"]["volume"], dtype=float)
+    observed = np.array([p["volume"] for p in json.loads(captured.out)["periods"]], dtype=float)
+    assert vol.mean() == pytest.approx(observed.mean(), rel=1e-6)  # the shape, at this day's level
+    assert "SYNA has no history in" in captured.err
