@@ -118,13 +118,15 @@ def publish_command(args: argparse.Namespace) -> int:
     }
     cfg = load_config(g("config"), overrides)
     redact_logs(cfg)
-    if g("cancel"):
-        if not g("symbol"):
+    cancel: str | None = g("cancel")
+    symbol: str | None = g("symbol")
+    if cancel:
+        if not symbol:
             raise ConfigError("publish --cancel PARENT_ID needs --symbol SYMBOL: the cancel is keyed by the "
                               "parent's symbol so that it reaches the agent owning that parent")
         if args.path or g("parent_order") or g("quantity"):
             raise ConfigError("publish --cancel sends only the cancel: drop PATH, --parent-order and --quantity")
-        res = asyncio.run(publish_cancel(cfg, g("cancel"), g("symbol"), g("reason")))
+        res = asyncio.run(publish_cancel(cfg, cancel, symbol, g("reason")))
         print(json.dumps(res))
         return 0
     if not args.path and not (cfg.parent.json_path or cfg.parent.quantity_shares > 0):
