@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", default=None, help="HH:MM (parent.tz), ISO-8601 or ns")
     p.add_argument("--end", default=None)
     p.add_argument("--period-s", type=float, default=None)
+    p.add_argument("--cancel", default=None, metavar="PARENT_ID",
+                   help="send a parent_cancel.v1 for PARENT_ID instead (needs --symbol: the message key)")
+    p.add_argument("--reason", default=None, help="with --cancel: the reason carried by the message")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
     p.set_defaults(handler=_cmd_publish)
     return parser
 
