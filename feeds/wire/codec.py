@@ -16,7 +16,7 @@ import numpy as np
 import pydantic
 import pydantic_core
 
-from agent.core.errors import ValidationError
+from agent.core.errors import DataError, ValidationError
 from agent.core.model import ChildOrder, Fill, ImpactParams, ParentOrder, SolverInfo
 from feeds.book import BookBatch, pad_levels
 from feeds.reasons import (
@@ -78,10 +78,16 @@ def _reason_of(err: pydantic.ValidationError) -> tuple[str, str]:
     return reason, f"{where}: {first['msg']}"
 
 
+def rejection(reason: str, text: str, where: str = "message") -> DataError:
+    """The exception :func:`decode` raises for ``reason`` (``where``: the field path, ``message``
+    for a rule over the whole message), so that other decoders word their refusals alike."""
+    detail = f"{reason}: {where}: {text}"
+    return ValidationError(reason, detail) if reason in _VALUE else MessageSchemaError(reason, detail)
+
+
 def _raise(reason: str, detail: str) -> NoReturn:
-    if reason in _VALUE:
-        raise ValidationError(reason, f"{reason}: {detail}")
-    raise MessageSchemaError(reason, f"{reason}: {detail}")
+    where, _, text = detail.partition(": ")
+    raise rejection(reason, text, where)
 
 
 def decode(
@@ -283,5 +289,5 @@ __all__ = [
     "MessageSchemaError", "ParentCancelMsg", "ParentOrderMsg", "SolverMsg", "ValidationError", "WireMessage",
     "batch_row_to_mbp10", "books_to_batch", "build", "child_from_model", "child_to_model",
     "decode", "decode_as", "encode", "fill_from_model", "fill_to_model", "parent_from_model",
-    "parent_to_model", "parse_iso_ns",
+    "parent_to_model", "parse_iso_ns", "rejection",
 ]

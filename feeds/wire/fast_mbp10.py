@@ -244,7 +244,8 @@ class _Columns:
             bad = code != 0
             for k in np.flatnonzero(bad).tolist():
                 rule = int(code[k]) - 1
-                rejected.append(Rejected(int(index[k]), BOOK_RULES[rule], f"{BOOK_RULES[rule]}: {RULE_TEXT[rule]}"))
+                rejected.append(Rejected(int(index[k]), BOOK_RULES[rule],
+                                         str(codec.rejection(BOOK_RULES[rule], RULE_TEXT[rule]))))
             if bad.all():
                 return BookBatch.empty(MAX_LEVELS), index[:0]
             good = ~bad
