@@ -25,6 +25,7 @@ from agent.core.errors import DataError
 from feeds.book import BookBatch
 from feeds.reasons import WIRE_REASONS
 from feeds.wire import codec
+from feeds.wire import fast_mbp10
 from feeds.wire.fast_mbp10 import WireBook, decode_books
 from tests.integration.hostile import GENERIC, MD, SPECIFIC, Context, dumps, good_book
 from tests.unit.feeds.test_codec import BOOK, CASES
@@ -101,6 +102,23 @@ def test_clean_batch_is_decided_without_the_strict_codec_and_equals_it() -> None
     assert_same_as_codec(values)
     out = decode_books(values)
     assert (len(out.books), out.strict, out.rejected) == (300, 0, [])
+
+
+@pytest.mark.parametrize("join_limit", [1 << 24, 0])
+def test_only_the_values_the_fast_path_cannot_decide_go_to_the_strict_codec(
+        join_limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tombstone, a non-ASCII symbol, an escape, a string for a number: four values for the codec,
+    the 96 others decided by the fast path (batches checked joined or value by value)."""
+    monkeypatch.setattr(fast_mbp10, "_JOIN_LIMIT", join_limit)
+    values = _good_values(100)
+    good = json.loads(values[10])  # type: ignore[arg-type]
+    values[10] = None
+    values[20] = dumps(dict(good, symbol="FRÖG")).replace(b"\\u00d6", "Ö".encode())
+    values[30] = dumps(dict(good, symbol="FROG")).replace(b"FROG", b"F\\u0052OG")  # an escaped R
+    values[40] = dumps(dict(good, size="1"))
+    assert assert_same_as_codec(values) == {10: "null_value", 40: "invalid_type"}
+    assert decode_books(values).strict == 4
+    assert decode_books([v for i, v in enumerate(values) if i not in (10, 20, 30, 40)]).strict == 0
 
 
 def test_book_rule_rejections_need_no_strict_codec() -> None:
