@@ -24,8 +24,7 @@ from hypothesis import strategies as st
 from agent.core.errors import DataError
 from feeds.book import BookBatch
 from feeds.reasons import WIRE_REASONS
-from feeds.wire import codec
-from feeds.wire import fast_mbp10
+from feeds.wire import codec, fast_mbp10
 from feeds.wire.fast_mbp10 import WireBook, decode_books
 from tests.integration.hostile import GENERIC, MD, SPECIFIC, Context, dumps, good_book
 from tests.unit.feeds.test_codec import BOOK, CASES
