@@ -131,12 +131,14 @@ def decode_books(values: Sequence[bytes | None], *, max_bytes: int = DEFAULT_MAX
     if rows is None:
         rows, where, strict = _parse_each(values, max_bytes, rejected)
     books, index = BookBatch.empty(MAX_LEVELS), np.zeros(0, np.int64)
-    suspect = _Columns(rows).suspects() if rows else []
+    cols = _Columns(rows) if rows else None
+    suspect = cols.suspects() if cols is not None else []
     if suspect:
         strict += len(suspect)
         rows, where = _redecide(values, max_bytes, rows, where, suspect, rejected)
-    if rows:
-        books, index = _Columns(rows).books(np.asarray(where, dtype=np.int64), rejected)
+        cols = _Columns(rows) if rows else None
+    if cols is not None:
+        books, index = cols.books(np.asarray(where, dtype=np.int64), rejected)
     rejected.sort(key=lambda r: r.index)
     return DecodedBooks(books, index, rejected, strict)
 
