@@ -2,8 +2,8 @@
 
 Differential: for every value, ``decode_books`` accepts exactly what
 ``codec.decode(value, expected={"mbp10.v1"})`` accepts, refuses the rest with
-the same reason, and builds, bit for bit, the columns ``codec.books_to_batch``
-builds from the accepted messages. Inputs: the hostile generators of the
+the same reason and wording, and builds the columns ``codec.books_to_batch``
+builds from the accepted messages (same dtypes, values, NaNs and signs of zero). Inputs: the hostile generators of the
 firewall tests, every rejection case of the codec tests, and hypothesis-made
 JSON texts (numbers in every spelling, wrong types, escapes, duplicate keys,
 non-ASCII, whitespace, truncation), alone and mixed in batches.
