@@ -50,7 +50,7 @@ def run(data: Path, repeat: int) -> dict[str, Any]:
     hits every case alike), keep the best time of each."""
     import pandas as pd
 
-    from feeds.files.parquet import convert_to_parquet
+    from feeds.files.convert import convert_to_parquet
 
     with tempfile.TemporaryDirectory() as tmp:
         pq_path = Path(tmp) / "frog.parquet"

@@ -26,7 +26,7 @@ Phases 2 and 3 (stagger ``--stagger-s``) run in both service modes:
 - ``plain``: idempotent producer, offsets committed every second, parents
   submitted in process (``run --feed kafka`` with ``exactly_once = false``);
 - ``exactly-once``: the product default, wired as
-  ``agent.app.builder.run_exactly_once`` does (:func:`build_exactly_once`): one
+  ``agent.app.builder.build_kafka_service`` does (:func:`build_exactly_once`): one
   Kafka transaction per step (child orders + agent-state records + consumed
   offsets), parent orders published to the parent-orders topic keyed by
   symbol; the decision latency ends at the transaction commit.
@@ -204,35 +204,20 @@ def instrument(svc: Any) -> tuple[list[dict[str, float]], list[float], dict[str,
 
 async def build_exactly_once(conn: Any, topics: Any, tag: str, engine: Any, metrics: Any, settings: Any,
                              member: str = "agent") -> Any:
-    """The service exactly as ``agent.app.builder.run_exactly_once`` builds it (default ``[kafka]`` settings).
+    """The service exactly as ``mpc-agent run`` builds it (:func:`agent.app.builder.build_kafka_service`,
+    default ``[kafka]`` settings: transactional delivery), with an event-time clock (replayed data)."""
+    from agent.app.builder import build_kafka_service
+    from agent.app.config import AgentConfig
+    from agent.live.metrics import ReliabilityMetrics
+    from feeds.kafka import create_topics
 
-    Transactional sink ``<group>.<agent_id>``, group consumer with a static member id subscribed by
-    :class:`agent.live.delivery.ExactlyOnce` (state restore on assignment), offsets committed inside each
-    step's transaction (``commit_offsets=False``), event-time clock (replayed data).
-    """
-    import aiokafka
-
-    from agent.app.config import KafkaSection
-    from agent.live.delivery import ExactlyOnce, ReliabilityMetrics
-    from agent.live.service import AgentService
-    from feeds.kafka import KafkaSink, KafkaSource, create_topics
-
-    k = KafkaSection()
-    group, agent_id = f"bench-{member}-{tag}", f"bench-{member}-{tag}"
+    group = f"bench-{member}-{tag}"
     await create_topics(conn, [topics.agent_state], compacted=True)
-    eo = ExactlyOnce(
-        agent_id=agent_id, group_id=group, topics=topics, metrics=ReliabilityMetrics.create(metrics.registry),
-        bootstrap=conn.bootstrap_servers, txn_timeout_s=k.request_timeout_ms / 1000,
-        state_consumer=lambda isolation: aiokafka.AIOKafkaConsumer(
-            **conn.client_kwargs(), group_id=None, enable_auto_commit=False, isolation_level=isolation,
-            auto_offset_reset="earliest"))
-    source = KafkaSource(conn, [], group_id=group, group_instance_id=agent_id,
-                         session_timeout_ms=k.session_timeout_ms,
-                         heartbeat_interval_ms=max(100, k.session_timeout_ms // 5), retry_backoff_ms=k.retry_backoff_ms)
-    sink = KafkaSink(conn, transactional_id=f"{group}.{agent_id}", transaction_timeout_ms=k.transaction_timeout_ms,
-                     retry_backoff_ms=k.retry_backoff_ms)
-    return AgentService(engine, sink=sink, metrics=metrics, topics=topics, settings=settings, source=source,
-                        max_message_bytes=k.max_message_bytes, clock=None, commit_offsets=False, exactly_once=eo)
+    cfg = AgentConfig(topics=topics, service=settings.model_copy(update={"clock": "event"}),
+                      kafka={"bootstrap_servers": conn.bootstrap_servers, "group_id": group,
+                             "agent_id": group})
+    built = build_kafka_service(cfg, conn, metrics, ReliabilityMetrics.create(metrics.registry), engine=engine)
+    return built.service
 
 
 async def publish_parents(conn: Any, topic: str, stagger_s: float) -> None:
@@ -283,15 +268,15 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
                     exactly_once: bool = False) -> dict[str, Any]:
     """Run the service on ``md_topic`` until every symbol reached ``t_last``.
 
-    ``exactly_once``: the service of ``run_exactly_once`` (one transaction per step), parent
+    ``exactly_once``: the service of ``mpc-agent run`` (one transaction per step), parent
     orders from the parent-orders topic; else the plain service, parents submitted directly.
     """
     from prometheus_client import CollectorRegistry
 
-    from agent.app.config import ServiceSection, TopicsSection
     from agent.core.engine import ExecutionEngine
     from agent.live.metrics import AgentMetrics
     from agent.live.service import AgentService
+    from agent.live.settings import ServiceSection, TopicsSection
     from feeds.kafka import KafkaSink, KafkaSource, create_topics
 
     tag = uuid.uuid4().hex[:6]

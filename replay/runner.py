@@ -4,14 +4,12 @@ Mechanics (the same for every strategy, so the comparison is fair)
 -----------------------------------------------------------------
 For each strategy a fresh :class:`agent.core.engine.ExecutionEngine` gets the
 parent order, then the symbol's snapshots *from the session start* (so the
-volume, volatility and impact estimators are warm at the parent's start),
-one period-chunk at a time: the rows are split at the parent's period
-boundaries ``start + k * period`` with ``np.searchsorted``. The engine decides
-at most once per chunk (on the first tradable row at or after the boundary);
-each child order is executed at once on the :class:`replay.simulator.
-FillSimulator` at its decision time ``child.ts_event`` (plus the simulator's
-latency), and its fills go back through ``engine.on_fill`` before the next
-chunk, so the next decision sees the remaining quantity from fills.
+volume, volatility and impact estimators are warm at the parent's start)
+through :class:`agent.core.driver.Driver`, the same loop as the live service:
+period chunk by period chunk, each child order executed at once on the
+:class:`replay.simulator.FillSimulator` at its decision time ``child.ts_event``
+(plus the simulator's latency), its fills back through ``engine.on_fill``
+before the next chunk, so the next decision sees the remaining quantity from fills.
 
 ``--starts K`` runs K windows of the same length spread evenly over the
 session (first at the session start, last ending at the session end, starts
@@ -26,6 +24,7 @@ engine's intraday profile) come from the other days only.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,8 +32,10 @@ from typing import cast
 
 import numpy as np
 
-from agent.core.engine import DecisionRecord, EngineSettings, ExecutionEngine, PolicyFactory
+from agent.core.driver import Driver
+from agent.core.engine import ExecutionEngine
 from agent.core.model import NS_PER_S, BookLike, ChildOrder, Fill, ParentOrder, Side
+from agent.core.policy import DecisionRecord, EngineSettings, PolicyFactory
 from feeds.book import BookBatch
 from replay.simulator import FillSimulator, SimulatorSettings
 from replay.strategies import STRATEGIES, VolumeCurve, policy_factory
@@ -72,13 +73,21 @@ class ReplaySpec:
             raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
         if not self.strategies:
             raise ValueError("no strategy to replay")
+        self.order  # noqa: B018 -- the one ParentOrder validation, at construction
 
-    def parent(self, start_ns: int, end_ns: int, strategy: str) -> ParentOrder:
+    @property
+    def order(self) -> ParentOrder:
+        """The parent order this spec replays (the one domain type; its checks apply)."""
         return ParentOrder(
-            parent_id=f"{strategy}-{start_ns // NS_PER_S}", symbol=self.symbol, side=self.side,
-            quantity=self.quantity, start_ns=start_ns, end_ns=end_ns, period_s=self.period_s,
+            parent_id="replay", symbol=self.symbol, side=self.side, quantity=self.quantity,
+            start_ns=self.start_ns, end_ns=self.end_ns, period_s=self.period_s,
             max_participation=self.max_participation, risk_aversion=self.risk_aversion,
         )
+
+    def parent(self, start_ns: int, end_ns: int, strategy: str) -> ParentOrder:
+        """The order moved to one window, with an id naming the strategy and the window start."""
+        return dataclasses.replace(self.order, parent_id=f"{strategy}-{start_ns // NS_PER_S}",
+                                   start_ns=start_ns, end_ns=end_ns)
 
 
 @dataclass
@@ -137,23 +146,12 @@ def run_strategy(
     ts = book.ts_event
     lo = 0 if feed_from_ns is None else int(np.searchsorted(ts, feed_from_ns, side="left"))
     hi = int(np.searchsorted(ts, parent.end_ns, side="left"))
-    bounds = parent.start_ns + parent.period_ns * np.arange(1, parent.n_periods, dtype=np.int64)
-    cuts = np.searchsorted(ts, bounds, side="left")
-    edges = np.unique(np.clip(np.concatenate([[lo], cuts, [hi]]), lo, hi))
-    children: list[ChildOrder] = []
-    fills: list[Fill] = []
+    driver = Driver(engine, venue=lambda child: simulator.execute(child, child.ts_event))
+    res = driver.feed(cast(BookLike, book[lo:hi]), parent.symbol)
     pid = parent.parent_id
-    for a, b in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
-        for child in engine.on_book(cast(BookLike, book[a:b]), symbol=parent.symbol):
-            children.append(child)
-            for f in simulator.execute(child, child.ts_event):
-                if engine.on_fill(f):
-                    fills.append(f)
-        if not engine.active():
-            break
     return StrategyRun(
-        strategy=strategy, parent=parent, children=children, fills=fills,
-        decisions=[d for d in engine.decisions if d.parent_id == pid],
+        strategy=strategy, parent=parent, children=res.children, fills=res.fills,
+        decisions=[d for d in res.decisions if d.parent_id == pid],
         fees_dollars=float(simulator.fees_by_parent.get(pid, 0.0)),
         counters=dict(engine.counters),
     )

@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -54,186 +56,218 @@ def redact_logs(cfg: AgentConfig) -> None:
     install_redaction(cfg.secret_values())
 
 
-# ---------------------------------------------------------------------- run
-async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[str, Any]:
-    """Build and run the service until the file ends (file feed) or SIGTERM/SIGINT; return a summary."""
-    from agent.core.engine import ExecutionEngine
-    from agent.live.http import MetricsServer
-    from agent.live.metrics import AgentMetrics
-    from agent.live.service import AgentService
-    from feeds.file_feed import FileFeed
-    from feeds.jsonl import JsonlSink
-    from feeds.kafka import KafkaSink, KafkaSource, create_topics
+# ---------------------------------------------------------------------- build
+class Built:
+    """One service wired from config, with what the caller may want to look at."""
 
-    metrics = AgentMetrics.create(CollectorRegistry(auto_describe=True))
-    if cfg.service.feed == "kafka" and cfg.kafka.exactly_once:
-        return await run_exactly_once(cfg, metrics, install_signals=install_signals)
-    engine = ExecutionEngine(cfg.engine_settings(), clock=time.time_ns)
+    def __init__(self, service: Any, engine: Any, delivery: Any) -> None:
+        self.service, self.engine, self.delivery = service, engine, delivery
+
+
+def build_engine(cfg: AgentConfig) -> Any:
+    """The decision core from ``[engine]``, ``[risk]`` and ``[solver]`` (wall clock for ``ts_init``)."""
+    from agent.core.engine import ExecutionEngine
+
+    engine = ExecutionEngine(cfg.engine_settings(), clock=time.time_ns, profile=cfg.load_profile())
     engine.kill_switch = cfg.risk.kill_switch
-    t, ff = cfg.topics, cfg.file_feed
-    kw: dict[str, Any] = {}
-    first_ts: int | None = None
-    default_symbol: str | None = None
-    if cfg.service.feed == "file":
-        if not ff.data_paths:
-            raise ConfigError("--feed file needs data: --data PATH or [file_feed] data_paths")
-        from agent.app.fill_responder import SimulatedVenue
-        from feeds.files.readers import read_book
-        from replay.simulator import SimulatorSettings
-
-        book = read_book(list(ff.data_paths), ff.format, symbol=ff.symbol).batch
-        if not len(book):
-            raise ConfigError(f"no valid rows in {list(ff.data_paths)}")
-        first_ts, default_symbol = int(book.ts_event[0]), str(book.symbol[0])
-        feed = FileFeed(book, speed_x=ff.speed_x, batch_rows=ff.batch_rows)
-        kw["md_feed"] = feed
-        kw["clock"] = feed.clock if ff.speed_x > 0 else None
-        kw["venue"] = SimulatedVenue(book, SimulatorSettings(
-            latency_ms=ff.latency_ms, recovery_half_life_s=ff.recovery_half_life_s, fee_bps=ff.fee_bps))
-        if ff.sink == "jsonl":
-            paths = {t.child_orders: ff.jsonl_path,
-                     t.fills: ff.fills_jsonl_path or str(Path(ff.jsonl_path).with_name("fills.jsonl"))}
-            sink: Any = JsonlSink(paths, default_dir=Path(ff.jsonl_path).parent)
-        else:
-            sink = KafkaSink(kafka_connection(cfg))
-    else:
-        conn = kafka_connection(cfg)
-        from feeds.kafka_auth import check_credentials
-
-        await check_credentials(conn)  # a refused password is a ConfigError, not an endless retry
-        try:
-            await create_topics(conn, [t.md, t.parent_orders, t.child_orders, t.fills, t.dlq,
-                                       f"{t.parent_orders}.dlq", f"{t.fills}.dlq"])
-        except Exception as exc:  # the broker may forbid it: topics then come from the init job
-            log.warning("could not create topics: %s", exc)
-        kw["source"] = KafkaSource(conn, [t.md, t.parent_orders, t.fills], group_id=cfg.kafka.group_id)
-        kw["clock"] = time.time_ns if cfg.service.clock == "wall" else None
-        sink = KafkaSink(conn)
-    parent = parent_from_config(cfg.parent, first_ts_ns=first_ts, default_symbol=default_symbol)
-    service = AgentService(engine, sink=sink, metrics=metrics, topics=t, settings=cfg.service,
-                           max_message_bytes=cfg.kafka.max_message_bytes, **kw)
-    http = MetricsServer(metrics.registry, service.health, host=cfg.http.host, port=cfg.http.port)
-    t0 = time.perf_counter()
-    async with service:
-        if cfg.http.enabled:
-            await http.start()
-        try:
-            if install_signals:
-                service.install_signal_handlers()
-            if parent is not None:
-                await service.submit(parent)
-            await service.run(until_idle=cfg.service.feed == "file")
-        finally:
-            await http.stop()
-    summary = {pid: engine.summary(pid) for pid in engine.parents}
-    return {"feed": cfg.service.feed, "wall_s": round(time.perf_counter() - t0, 3),
-            "child_orders": service.children_sent, "parents": summary,
-            "snapshots": metrics.registry.get_sample_value("mpc_agent_snapshots_total")}
+    return engine
 
 
-async def run_exactly_once(cfg: AgentConfig, metrics: Any, *, install_signals: bool = True) -> dict[str, Any]:
-    """``run --feed kafka`` with one transaction per step (:mod:`agent.live.delivery`) until SIGTERM/SIGINT.
+def input_topics(cfg: AgentConfig) -> list[str]:
+    t = cfg.topics
+    return [t.md, t.parent_orders, t.fills]
 
-    The engine state lives in the compacted state topic: a feed failure (broker
-    gone, transaction failed or timed out) tears the service down and rebuilds
-    it from the topic after an exponential backoff (0.5 s doubling to 15 s,
-    reset after a minute of healthy running); ``mpc_agent_service_restarts_total``
-    counts the rebuilds. Parent orders come from the parent-orders topic only.
-    """
-    import socket
 
-    from agent.core.engine import ExecutionEngine
-    from agent.core.errors import FeedError
-    from agent.live.delivery import ExactlyOnce, ReliabilityMetrics
-    from agent.live.http import MetricsServer
-    from agent.live.service import AgentService
-    from feeds.kafka import KafkaSink, KafkaSource, create_topics
+async def ensure_topics(conn: Any, cfg: AgentConfig) -> None:
+    """Create the topics the service uses (a broker may forbid it: then the init job made them)."""
+    from feeds.kafka import create_topics
 
-    if cfg.parent.json_path or cfg.parent.quantity_shares > 0:
-        raise ConfigError("with exactly_once, parent orders come from the parent-orders topic "
-                          "(mpc-agent publish --quantity ...), not from flags or config")
+    t = cfg.topics
+    try:
+        await create_topics(conn, [*input_topics(cfg), t.child_orders, t.dlq, f"{t.parent_orders}.dlq",
+                                   f"{t.fills}.dlq"])
+        await create_topics(conn, [t.agent_state], compacted=True)
+    except Exception as exc:
+        log.warning("could not create topics: %s", exc)
+
+
+def build_kafka_service(cfg: AgentConfig, conn: Any, metrics: Any, reliability: Any, *,
+                        engine: Any | None = None, agent_id: str | None = None) -> Built:
+    """The Kafka service of ``mpc-agent run`` (also used by the benchmark and the tests):
+    transactional delivery when ``kafka.exactly_once`` (default), else at-least-once."""
     import aiokafka
 
+    from agent.live.delivery import AtLeastOnce, Transactional
+    from agent.live.service import AgentService
+    from feeds.kafka import KafkaSink, KafkaSource
+
     k, t = cfg.kafka, cfg.topics
-    agent_id = k.agent_id or socket.gethostname()
-    conn = kafka_connection(cfg)
-    rel = ReliabilityMetrics.create(metrics.registry)
+    engine = engine if engine is not None else build_engine(cfg)
+    clock = time.time_ns if cfg.service.clock == "wall" else None
+    if k.exactly_once:
+        aid = agent_id or k.agent_id or socket.gethostname()
+        delivery: Any = Transactional(
+            agent_id=aid, group_id=k.group_id, topics=t, metrics=reliability, bootstrap=k.bootstrap_servers,
+            txn_timeout_s=k.request_timeout_ms / 1000,
+            state_consumer=lambda isolation: aiokafka.AIOKafkaConsumer(
+                **conn.client_kwargs(), group_id=None, enable_auto_commit=False,
+                isolation_level=isolation, auto_offset_reset="earliest"))
+        source = KafkaSource(conn, [], group_id=k.group_id, group_instance_id=aid,
+                             session_timeout_ms=k.session_timeout_ms,
+                             heartbeat_interval_ms=max(100, k.session_timeout_ms // 5),
+                             retry_backoff_ms=k.retry_backoff_ms)
+        sink = KafkaSink(conn, transactional_id=f"{k.group_id}.{aid}",
+                         transaction_timeout_ms=k.transaction_timeout_ms, retry_backoff_ms=k.retry_backoff_ms)
+    else:
+        delivery = AtLeastOnce()
+        source = KafkaSource(conn, input_topics(cfg), group_id=k.group_id)
+        sink = KafkaSink(conn)
+    service = AgentService(engine, sink=sink, metrics=metrics, topics=t, settings=cfg.service, source=source,
+                           max_message_bytes=k.max_message_bytes, clock=clock, delivery=delivery)
+    return Built(service, engine, delivery)
+
+
+def build_file_service(cfg: AgentConfig, metrics: Any) -> tuple[Built, int, str]:
+    """``--feed file``: the data file paced through the same service, a simulated venue in process."""
+    from agent.app.fill_responder import SimulatedVenue
+    from agent.live.service import AgentService
+    from feeds.file_feed import FileFeed
+    from feeds.files.readers import read_book
+    from feeds.jsonl import JsonlSink
+    from feeds.kafka import KafkaSink
+    from replay.simulator import SimulatorSettings
+
+    t, ff = cfg.topics, cfg.file_feed
+    if not ff.data_paths:
+        raise ConfigError("--feed file needs data: --data PATH or [file_feed] data_paths")
+    book = read_book(list(ff.data_paths), ff.format, symbol=ff.symbol).batch
+    if not len(book):
+        raise ConfigError(f"no valid rows in {list(ff.data_paths)}")
+    feed = FileFeed(book, speed_x=ff.speed_x, batch_rows=ff.batch_rows)
+    venue = SimulatedVenue(book, SimulatorSettings(latency_ms=ff.latency_ms,
+                                                   recovery_half_life_s=ff.recovery_half_life_s,
+                                                   fee_bps=ff.fee_bps))
+    if ff.sink == "jsonl":
+        paths = {t.child_orders: ff.jsonl_path,
+                 t.fills: ff.fills_jsonl_path or str(Path(ff.jsonl_path).with_name("fills.jsonl"))}
+        sink: Any = JsonlSink(paths, default_dir=Path(ff.jsonl_path).parent)
+    else:
+        sink = KafkaSink(kafka_connection(cfg))
+    engine = build_engine(cfg)
+    service = AgentService(engine, sink=sink, metrics=metrics, topics=t, settings=cfg.service, md_feed=feed,
+                           clock=feed.clock if ff.speed_x > 0 else None, venue=venue,
+                           max_message_bytes=cfg.kafka.max_message_bytes)
+    return Built(service, engine, service.delivery), int(book.ts_event[0]), str(book.symbol[0])
+
+
+def on_stop_signals(callback: Any) -> None:
+    """SIGTERM and SIGINT call ``callback`` (graceful stop); the one place signals are handled."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, callback)
+
+
+# ---------------------------------------------------------------------- run
+async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[str, Any]:
+    """Build and run the service until the file ends (file feed) or SIGTERM/SIGINT; return a summary.
+
+    With Kafka the engine state lives in the compacted state topic (transactional delivery): a feed
+    failure (broker gone, transaction failed or timed out) tears the service down and rebuilds it
+    from the topic after an exponential backoff (0.5 s doubling to 15 s, reset after a minute of
+    healthy running); ``mpc_agent_service_restarts_total`` counts the rebuilds.
+    """
+    from agent.live.http import MetricsServer
+    from agent.live.metrics import AgentMetrics, ReliabilityMetrics
+
+    metrics = AgentMetrics.create(CollectorRegistry(auto_describe=True))
+    reliability = ReliabilityMetrics.create(metrics.registry)
     current: dict[str, Any] = {}
+    stop = asyncio.Event()
 
     def health() -> tuple[bool, dict[str, Any]]:
         svc = current.get("service")
         return svc.health() if svc is not None else (False, {"feeds": {}, "restarting": True})
 
+    def request_stop() -> None:
+        stop.set()
+        if current.get("service") is not None:
+            current["service"].request_stop()
+
     http = MetricsServer(metrics.registry, health, host=cfg.http.host, port=cfg.http.port)
     if cfg.http.enabled:
         await http.start()
-    stop = asyncio.Event()
     if install_signals:
-        import signal
-
-        def on_signal() -> None:
-            stop.set()
-            if current.get("service") is not None:
-                current["service"].request_stop()
-
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
-    delay, t0, engine = 0.5, time.perf_counter(), None
-    from feeds.kafka_auth import check_credentials
-
+        on_stop_signals(request_stop)
+    t0 = time.perf_counter()
     try:
-        await check_credentials(conn)  # a refused password is a ConfigError, not an endless retry
-        while not stop.is_set():
-            t_start = time.monotonic()
-            source: Any = None
-            sink: Any = None
-            try:
-                await create_topics(conn, [t.md, t.parent_orders, t.child_orders, t.fills, t.dlq,
-                                           f"{t.parent_orders}.dlq", f"{t.fills}.dlq"])
-                await create_topics(conn, [t.agent_state], compacted=True)
-                engine = ExecutionEngine(cfg.engine_settings(), clock=time.time_ns)
-                engine.kill_switch = cfg.risk.kill_switch
-                eo = ExactlyOnce(
-                    agent_id=agent_id, group_id=k.group_id, topics=t, metrics=rel, bootstrap=k.bootstrap_servers,
-                    txn_timeout_s=k.request_timeout_ms / 1000,
-                    state_consumer=lambda isolation: aiokafka.AIOKafkaConsumer(
-                        **conn.client_kwargs(), group_id=None, enable_auto_commit=False,
-                        isolation_level=isolation, auto_offset_reset="earliest"))
-                source = KafkaSource(conn, [], group_id=k.group_id, group_instance_id=agent_id,
-                                     session_timeout_ms=k.session_timeout_ms,
-                                     heartbeat_interval_ms=max(100, k.session_timeout_ms // 5),
-                                     retry_backoff_ms=k.retry_backoff_ms)
-                sink = KafkaSink(conn, transactional_id=f"{k.group_id}.{agent_id}",
-                                 transaction_timeout_ms=k.transaction_timeout_ms, retry_backoff_ms=k.retry_backoff_ms)
-                service = AgentService(engine, sink=sink, metrics=metrics, topics=t, settings=cfg.service,
-                                       source=source, max_message_bytes=k.max_message_bytes,
-                                       clock=time.time_ns if cfg.service.clock == "wall" else None,
-                                       commit_offsets=False, exactly_once=eo)
-                current["service"] = service
-                async with service:
-                    if stop.is_set():
-                        break
-                    await service.run()
-            except Exception as exc:  # crash-only: whatever broke, the state topic has the truth
-                rel.service_restarts.labels(cause=type(exc).__name__).inc()
-                if time.monotonic() - t_start > 60:
-                    delay = 0.5
-                log.error("%s: %s; rebuilding from the state topic in %.1f s", type(exc).__name__, exc, delay,
-                          exc_info=not isinstance(exc, FeedError))
-                current.pop("service", None)
-                for part in (source, sink):  # the service's stop() may not have reached them
-                    if part is not None:
-                        with contextlib.suppress(Exception):
-                            await asyncio.wait_for(part.stop(), 5.0)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(15.0, delay * 2)
+        if cfg.service.feed == "file":
+            built, first_ts, symbol = build_file_service(cfg, metrics)
+            current["service"] = built.service
+            await _run_once(built, parent_from_config(cfg.parent, first_ts_ns=first_ts, default_symbol=symbol))
+            engines = [built.engine]
+        else:
+            engines = await _run_kafka(cfg, metrics, reliability, current, stop)
     finally:
         await http.stop()
+    engine = engines[-1] if engines else None
+    svc = current.get("service")
     summary = {pid: engine.summary(pid) for pid in engine.parents} if engine is not None else {}
-    return {"feed": "kafka", "exactly_once": True, "agent_id": agent_id,
-            "wall_s": round(time.perf_counter() - t0, 3), "parents": summary}
+    return {"feed": cfg.service.feed, "exactly_once": cfg.service.feed == "kafka" and cfg.kafka.exactly_once,
+            "wall_s": round(time.perf_counter() - t0, 3), "parents": summary,
+            "child_orders": svc.children_sent if svc is not None else 0,
+            "snapshots": metrics.registry.get_sample_value("mpc_agent_snapshots_total")}
+
+
+async def _run_once(built: Built, parent: Any) -> None:
+    async with built.service as service:
+        if parent is not None:
+            await service.submit(parent)
+        await service.run(until_idle=service.md_feed is not None)
+
+
+async def _run_kafka(cfg: AgentConfig, metrics: Any, reliability: Any, current: dict[str, Any],
+                     stop: asyncio.Event) -> list[Any]:
+    """Crash-only loop: build, run until stopped; on a feed failure rebuild after a backoff."""
+    from agent.core.errors import FeedError
+    from feeds.kafka_auth import check_credentials
+
+    if cfg.kafka.exactly_once and (cfg.parent.json_path or cfg.parent.quantity_shares > 0):
+        raise ConfigError("with exactly_once, parent orders come from the parent-orders topic "
+                          "(mpc-agent publish --quantity ...), not from flags or config")
+    conn = kafka_connection(cfg)
+    await check_credentials(conn)  # a refused password is a ConfigError, not an endless retry
+    parent = parent_from_config(cfg.parent, first_ts_ns=None, default_symbol=None)
+    delay, engines = 0.5, []
+    while not stop.is_set():
+        t_start = time.monotonic()
+        built: Built | None = None
+        try:
+            await ensure_topics(conn, cfg)
+            built = build_kafka_service(cfg, conn, metrics, reliability)
+            engines.append(built.engine)
+            current["service"] = built.service
+            if stop.is_set():
+                break
+            await _run_once(built, parent)
+            parent = None  # submitted once; a rebuild finds it in the engine state or the topic
+            if built.service.stopping:
+                break
+        except Exception as exc:  # crash-only: whatever broke, the state topic has the truth
+            reliability.service_restarts.labels(cause=type(exc).__name__).inc()
+            if time.monotonic() - t_start > 60:
+                delay = 0.5
+            log.error("%s: %s; rebuilding from the state topic in %.1f s", type(exc).__name__, exc, delay,
+                      exc_info=not isinstance(exc, FeedError))
+            current.pop("service", None)
+            if built is not None:  # the service's stop() may not have reached them
+                for part in (built.service.source, built.service.sink):
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(part.stop(), 5.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(15.0, delay * 2)
+    return engines
 
 
 def run_command(args: argparse.Namespace) -> int:

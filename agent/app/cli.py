@@ -150,7 +150,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from feeds.files.parquet import convert_to_parquet
+    from feeds.files.convert import convert_to_parquet
 
     stats = convert_to_parquet(args.paths, args.to, fmt=args.format)
     print(json.dumps(stats))
@@ -172,7 +172,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     import math
 
     from agent.core.errors import ConfigError
-    from agent.core.mpc.qp import plan_offline
+    from agent.core.mpc.offline import plan_offline
 
     n = int(args.periods)
     if n < 1:

@@ -19,9 +19,9 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -31,83 +31,17 @@ from pydantic_settings import (
 )
 
 from agent.core.errors import ConfigError
+from agent.live.settings import HttpSection, KafkaSection, Section, ServiceSection, TopicsSection
 
 if TYPE_CHECKING:  # pragma: no cover
-    from agent.core.engine import EngineSettings
+    from agent.core.forecast.profile import IntradayProfile
+    from agent.core.policy import EngineSettings
 
 ENV_PREFIX = "MPC_AGENT_"
 ENV_DELIMITER = "__"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
-
-
-class ServiceSection(_Section):
-    """How the asyncio shell runs (DESIGN.md section 9)."""
-
-    feed: Literal["kafka", "file"] = "kafka"
-    clock: Literal["wall", "event"] = Field(
-        default="wall", description="'wall': snapshot age against the wall clock (live); 'event': against "
-        "the newest ts_event seen (replayed data published into Kafka)")
-    md_conflation: Literal["all", "latest"] = Field(
-        default="all", description="'all': every valid row reaches the engine (replay parity); 'latest': "
-        "per symbol and batch only trades and the newest book")
-    md_buffer_rows: int = Field(
-        default=2000, ge=0, description="rows held back while no decision is due, then "
-        "fed in one engine call (0 = feed every batch at once)")
-    max_batch_records: int = Field(default=5000, gt=0)
-    poll_timeout_ms: int = Field(default=50, gt=0)
-    watchdog_interval_ms: int = Field(default=500, gt=0)
-    no_data_alarm_s: float = Field(default=5.0, gt=0)
-    shutdown_timeout_s: float = Field(default=10.0, gt=0)
-    max_future_skew_ms: float = Field(
-        default=5_000.0, ge=0, description="wall-clock mode: snapshots further ahead of the clock are "
-        "rejected (ts_future); 0 = no check")
-    max_parent_periods: int = Field(default=100_000, gt=0, description="parent orders with more periods "
-                                    "are rejected (too_many_periods)")
-
-
-class KafkaSection(_Section):
-    """Broker connection (passed to ``feeds.kafka.KafkaConnection``)."""
-
-    bootstrap_servers: str = "localhost:9092"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = Field(default=None, description="client certificate (mutual TLS)")
-    ssl_keyfile: str | None = None
-    ssl_password: SecretStr | None = Field(default=None, description="password of ssl_keyfile")
-    ssl_check_hostname: bool = True
-    client_id: str = "mpc-agent"
-    group_id: str = "mpc-agent"
-    agent_id: str = Field(default="", description="this agent instance's stable id (transactional id "
-                          "<group_id>.<agent_id>, static group member id); '' = the host name")
-    exactly_once: bool = Field(default=True, description="one Kafka transaction per step: child orders, "
-                               "agent-state records and consumed offsets (agent.live.delivery)")
-    session_timeout_ms: int = Field(default=10_000, gt=0, description="group session: a dead agent's "
-                                    "partitions move to the others after this")
-    transaction_timeout_ms: int = Field(default=15_000, gt=0)
-    retry_backoff_ms: int = Field(default=500, gt=0, description="aiokafka's (fixed) wait between "
-                                  "reconnect/metadata attempts while a broker is unreachable")
-    max_message_bytes: int = Field(default=1_048_576, gt=0)
-    request_timeout_ms: int = Field(default=30_000, gt=0)
-
-
-class TopicsSection(_Section):
-    """Topic names (DESIGN.md section 5)."""
-
-    md: str = "md.mbp10"
-    parent_orders: str = "exec.parent-orders"
-    child_orders: str = "exec.child-orders"
-    fills: str = "exec.fills"
-    agent_state: str = "exec.agent-state"
-    dlq: str = "md.mbp10.dlq"
-
-
-class FileFeedSection(_Section):
+class FileFeedSection(Section):
     """``--feed file``: replay a data file through the live service."""
 
     data_paths: tuple[str, ...] = ()
@@ -123,7 +57,7 @@ class FileFeedSection(_Section):
     fee_bps: float = 0.0
 
 
-class ParentSection(_Section):
+class ParentSection(Section):
     """An optional parent order given by config/flags (file feed), or a JSON file path."""
 
     json_path: str | None = None
@@ -141,44 +75,64 @@ class ParentSection(_Section):
     lot_shares: float = Field(default=1.0, gt=0)
 
 
-class HttpSection(_Section):
-    """The /metrics and /healthz endpoint."""
+class EngineSection(Section):
+    """``agent.core.policy.EngineSettings`` (``CORE_NAMES`` maps fields whose unit suffix the core omits)."""
 
-    enabled: bool = True
-    host: str = "0.0.0.0"
-    port: int = Field(default=9108, ge=0, le=65535)
-
-
-class EngineSection(_Section):
-    """``agent.core.engine.EngineSettings``."""
-
+    CORE_NAMES: ClassVar[dict[str, str]] = {"max_participation_frac": "max_participation", "tick_usd": "tick",
+                                            "size_grid_multiple_x": "size_grid_multiple"}
     max_participation_frac: float = Field(default=0.2, gt=0, le=1)
     impact_half_life_s: float = Field(default=300.0, gt=0)
+    impact_now_half_life_s: float | None = Field(
+        default=None, gt=0, description="a faster estimate for the current slot (None: off)")
+    min_convexity: float = Field(default=0.01, ge=0, description="gamma floor as a fraction of beta / (R / P)")
+    max_child_multiple: float = Field(default=4.0, gt=0, description="trust region: no slot above this "
+                                      "multiple of the even slice R / P")
     volume_half_life_s: float = Field(default=1800.0, gt=0)
     volatility_half_life_s: float = Field(default=1800.0, gt=0)
     penalty_ticks: float = Field(default=3.0, ge=0)
     tick_usd: float = Field(default=0.01, gt=0)
     size_grid_multiple_x: float = Field(default=4.0, gt=0)
+    profile_path: str | None = Field(default=None, description="intraday profile JSON (mpc-agent profile)")
 
 
-class RiskSection(_Section):
+class RiskSection(Section):
     """``agent.core.risk.RiskLimits`` plus the kill switch."""
 
+    CORE_NAMES: ClassVar[dict[str, str]] = {}
     max_snapshot_age_ms: float = Field(default=2_000.0, gt=0)
     max_child_shares: float = Field(default=float("inf"), gt=0)
     limit_slippage_bps: float = Field(default=10.0, ge=0)
     kill_switch: bool = False
 
 
-class SolverSection(_Section):
-    """``agent.core.mpc.qp.SolverSettings`` (OSQP); fields absent there are ignored."""
+class SolverSection(Section):
+    """``agent.core.mpc.qp.SolverSettings`` (OSQP and the horizon's blocking)."""
 
+    CORE_NAMES: ClassVar[dict[str, str]] = {}
     eps_abs: float = Field(default=1e-3, gt=0)
     eps_rel: float = Field(default=1e-3, gt=0)
     max_iter: int = Field(default=4000, gt=0)
     time_limit_s: float = Field(default=0.05, ge=0, description="0 = no limit; keep below the period")
     polish: bool = True
     adaptive_rho: bool = True
+    polish_refine_iter: int = Field(default=10, ge=0)
+    fine_slots: int = Field(default=30, gt=0, description="one-period slots at the front of the horizon")
+    coarse_slots: int = Field(default=20, ge=0, description="blocked slots that reach the deadline")
+    terminal_penalty: float = Field(default=1e4, gt=0)
+
+
+def to_core(section: Section, cls: Any, **extra: Any) -> Any:
+    """The core dataclass ``cls`` from a section: fields renamed by ``CORE_NAMES``, then matched by name.
+
+    Raises ``ConfigError`` when a core field has no value (a knob the configuration cannot reach)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    rename: dict[str, str] = getattr(section, "CORE_NAMES", {})
+    values = {rename.get(k, k): v for k, v in section.model_dump().items()}
+    kwargs = {k: v for k, v in values.items() if k in names} | extra
+    missing = names - set(kwargs)
+    if missing:
+        raise ConfigError(f"{type(section).__name__} does not set {sorted(missing)} of {cls.__name__}")
+    return cls(**kwargs)
 
 
 class AgentConfig(BaseSettings):
@@ -201,20 +155,25 @@ class AgentConfig(BaseSettings):
 
     # ------------------------------------------------------------ mapping
     def engine_settings(self) -> EngineSettings:
-        """The core's frozen dataclasses built from the sections."""
-        from agent.core.engine import EngineSettings
+        """The core's frozen dataclasses built from the sections (every core knob has a field)."""
         from agent.core.mpc.qp import SolverSettings
+        from agent.core.policy import EngineSettings
         from agent.core.risk import RiskLimits
 
-        e, r = self.engine, self.risk
-        limits = RiskLimits(max_snapshot_age_ms=r.max_snapshot_age_ms, max_child_shares=r.max_child_shares,
-                            limit_slippage_bps=r.limit_slippage_bps)
-        return EngineSettings(
-            max_participation=e.max_participation_frac, impact_half_life_s=e.impact_half_life_s,
-            volume_half_life_s=e.volume_half_life_s, volatility_half_life_s=e.volatility_half_life_s,
-            penalty_ticks=e.penalty_ticks, tick=e.tick_usd, size_grid_multiple=e.size_grid_multiple_x,
-            risk=limits, solver=_dataclass_from(SolverSettings, _solver_values(self.solver)),
-        )
+        return to_core(self.engine, EngineSettings, risk=to_core(self.risk, RiskLimits),
+                       solver=to_core(self.solver, SolverSettings))
+
+    def load_profile(self) -> IntradayProfile | None:
+        """The intraday profile of ``engine.profile_path`` (None when not set)."""
+        if not self.engine.profile_path:
+            return None
+        from agent.core.forecast.profile import IntradayProfile
+
+        path = Path(self.engine.profile_path)
+        try:
+            return IntradayProfile.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"engine.profile_path {path}: {exc}; make one with 'mpc-agent profile'") from None
 
     def secret_values(self) -> list[str]:
         """The plain text of every secret setting (for log redaction; never log or print these)."""
@@ -225,16 +184,6 @@ class AgentConfig(BaseSettings):
         """JSON-able dump with secrets masked (``--print-config``)."""
         data: dict[str, Any] = json.loads(self.model_dump_json())
         return data
-
-
-def _solver_values(s: SolverSection) -> dict[str, Any]:
-    return s.model_dump()  # same field names as agent.core.mpc.qp.SolverSettings (time_limit_s included)
-
-
-def _dataclass_from(cls: Any, values: Mapping[str, Any]) -> Any:
-    """Instantiate a dataclass with the values whose names it has (others ignored)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def load_config(

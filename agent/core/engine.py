@@ -1,90 +1,56 @@
 """``ExecutionEngine``: the pure, synchronous, deterministic decision core.
 
 The same class runs the historical replay and the live service (DESIGN.md
-section 9: pure core, thin async shell). It is driven by *event time* only:
+section 9: pure core, thin async shell), driven by *event time* only, and
+always through :class:`agent.core.driver.Driver` (one loop for both):
 
-- ``on_book(batch)``: feed snapshots (any number of rows, one or more
-  symbols). Estimators are updated with every row; when a row reaches the
-  next period boundary of an active parent order the engine decides, on that
-  row's book, and returns the child orders.
+- ``on_book(batch, symbol=...)``: feed snapshots of ONE symbol in time order.
+  Every row updates the symbol's market state once (volume, volatility, cost
+  curves: :mod:`agent.core.market`), whatever the number of parents; when a row
+  reaches the next period boundary of an active parent the engine decides, on
+  that row's book, and returns the child orders and decision records
+  (:class:`agent.core.parent_state.BookResult`).
 - ``on_fill(fill)``: remaining quantity comes from fills only (never from the
-  plan); duplicate ``fill_id``s are ignored.
-- ``submit(parent)`` / ``cancel(parent_id)`` / ``kill_switch``.
+  plan); fills are de-duplicated on ``fill_id`` in one set per parent.
+- ``submit`` / ``cancel`` / ``drop`` / ``kill_switch``; ``snapshot`` /
+  ``restore`` (crash-recovery records, :mod:`agent.core.state`);
+  ``next_decision_ns`` / ``period_boundaries`` for the driver.
 
 Per period ``k`` of a parent order the decision is taken on the first valid
 row with ``ts_event >= start + k * period``; a period without any row is
 skipped (its slot is simply gone from the horizon). What to trade is asked of
-a :class:`agent.core.policy.Policy` (closed-loop MPC by default; the benchmark strategies of
-``replay.strategies`` implement the same protocol), then clamped by the
-pre-trade checks of :mod:`agent.core.risk`.
+a :class:`agent.core.policy.Policy` (closed-loop MPC by default; the benchmark
+strategies of ``replay.strategies`` implement the same protocol), then clamped
+by the pre-trade checks of :mod:`agent.core.risk`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from agent.core import risk
-from agent.core.forecast.volume import IntradayProfile, VolatilityEstimator, VolumeEstimator
-from agent.core.impact.estimator import OnlineImpactEstimator, default_sizes
-from agent.core.model import (
-    BookLike,
-    ChildOrder,
-    Fill,
-    FloatArray,
-    ImpactParams,
-    ParentOrder,
-    child_order_id,
+from agent.core import state as records
+from agent.core.decision import Context, decide
+from agent.core.forecast.profile import IntradayProfile
+from agent.core.impact.curves import default_sizes
+from agent.core.impact.parent_fit import ParentImpact
+from agent.core.market import MarketSettings, SymbolMarket
+from agent.core.model import BookLike, Fill, ParentOrder
+from agent.core.mpc.rounding import LotRounder
+from agent.core.parent_state import (
+    CANCELLED,
+    COMPLETED,
+    BookResult,
+    FillOutcome,
+    ParentState,
 )
-from agent.core.mpc.qp import LotRounder
-from agent.core.policy import (
-    DecisionInput,
-    DecisionRecord,
-    EngineSettings,
-    Policy,
-    PolicyFactory,
-    mpc_policy,
-)
+from agent.core.policy import EngineSettings, PolicyFactory, mpc_policy
 
-# EngineSettings, DecisionInput, Policy, ... live in agent.core.policy; re-exported for callers.
-__all__ = ["DecisionInput", "DecisionRecord", "EngineSettings", "ExecutionEngine", "Policy",
-           "PolicyFactory", "mpc_policy"]
-
-
-@dataclass(slots=True)
-class _ParentState:
-    parent: ParentOrder
-    policy: Policy
-    impact: OnlineImpactEstimator
-    impact_now: OnlineImpactEstimator | None
-    rounder: LotRounder
-    filled: float = 0.0
-    notional: float = 0.0
-    next_period: int = 0
-    done: bool = False
-    cum_volume_at_decision: float = 0.0
-    fill_ids: set[str] = field(default_factory=set)
-    last_plan: tuple[float, ...] = ()
-    status: str = "active"  # active | completed | cancelled | expired
-
-    def finish(self, status: str) -> None:
-        self.done = True
-        self.status = status
-
-    @property
-    def remaining(self) -> float:
-        return max(0.0, self.parent.quantity - self.filled)
-
-
-@dataclass(slots=True)
-class _SymbolState:
-    volume: VolumeEstimator
-    volatility: VolatilityEstimator
-    cum_volume: float = 0.0
+__all__ = ["ExecutionEngine"]
 
 
 class ExecutionEngine:
@@ -95,76 +61,101 @@ class ExecutionEngine:
     settings : engine parameters.
     policy_factory : builds the policy of each parent order (default closed-loop MPC).
     profile : intraday profile for forecasts (flat when None).
-    clock : wall clock in ns, injected by the live service for snapshot age
-        and ``ts_init``; None in replay (event time is then the only clock).
+    clock : wall clock in ns, injected by the live service for ``ts_init``; None in replay.
     """
 
-    def __init__(
-        self,
-        settings: EngineSettings | None = None,
-        *,
-        policy_factory: PolicyFactory = mpc_policy,
-        profile: IntradayProfile | None = None,
-        clock: Callable[[], int] | None = None,
-    ) -> None:
+    def __init__(self, settings: EngineSettings | None = None, *, policy_factory: PolicyFactory = mpc_policy,
+                 profile: IntradayProfile | None = None, clock: Callable[[], int] | None = None) -> None:
         self.settings = settings or EngineSettings()
         self.policy_factory = policy_factory
         self.profile = profile
         self.clock = clock
         self.kill_switch = False
-        self.parents: dict[str, _ParentState] = {}
-        self.symbols: dict[str, _SymbolState] = {}
-        self.decisions: list[DecisionRecord] = []
+        self._parents: dict[str, ParentState] = {}
+        self._symbols: dict[str, SymbolMarket] = {}
         self.counters: Counter[str] = Counter()
+        s = self.settings
+        half_lives = (s.impact_half_life_s,) + (() if s.impact_now_half_life_s is None
+                                                 else (s.impact_now_half_life_s,))
+        self._market_settings = MarketSettings(half_lives, s.volume_half_life_s, s.volatility_half_life_s,
+                                               s.penalty_ticks, s.tick)
 
     # ------------------------------------------------------------ parents
-    def submit(self, parent: ParentOrder) -> None:
-        """Start managing a parent order (idempotent for the same id)."""
-        if parent.parent_id in self.parents:
+    @property
+    def parents(self) -> Mapping[str, ParentState]:
+        """Every parent the engine holds, by id (read-only view)."""
+        return MappingProxyType(self._parents)
+
+    def submit(self, parent: ParentOrder) -> bool:
+        """Start managing a parent order; False (and counted) when the id is already known."""
+        if parent.parent_id in self._parents:
             self.counters["duplicate_parent"] += 1
-            return
-        n = parent.n_periods
-        sizes = default_sizes(parent.quantity, n, multiple=self.settings.size_grid_multiple)
-        impact, impact_now = (
-            None if hl is None else
-            OnlineImpactEstimator(parent.side, sizes, half_life_s=hl,
-                                  penalty_ticks=self.settings.penalty_ticks, tick=self.settings.tick)
-            for hl in (self.settings.impact_half_life_s, self.settings.impact_now_half_life_s)
-        )
-        assert impact is not None
-        self.parents[parent.parent_id] = _ParentState(
-            parent, self.policy_factory(parent, self.settings), impact, impact_now,
-            LotRounder(parent.lot_size),
-        )
-        self._symbol(parent.symbol)
+            return False
+        self._parents[parent.parent_id] = self._new_state(parent)
+        return True
+
+    def _new_state(self, parent: ParentOrder) -> ParentState:
+        s = self.settings
+        mkt = self.market(parent.symbol)
+        sizes = default_sizes(parent.quantity, parent.n_periods, multiple=s.size_grid_multiple)
+        now = (None if s.impact_now_half_life_s is None
+               else ParentImpact(mkt, parent.side, s.impact_now_half_life_s, sizes))
+        return ParentState(parent, self.policy_factory(parent, s),
+                           ParentImpact(mkt, parent.side, s.impact_half_life_s, sizes), now,
+                           LotRounder(parent.lot_size))
 
     def cancel(self, parent_id: str) -> bool:
-        st = self.parents.get(parent_id)
+        """Stop an active parent (no more child orders); False when unknown or already ended."""
+        st = self._parents.get(parent_id)
         if st is None or st.done:
             return False
-        st.finish("cancelled")
+        st.finish(CANCELLED)
         self.counters["parent_cancelled"] += 1
         return True
 
+    def drop(self, parent_id: str) -> bool:
+        """Forget a parent entirely (another agent owns its symbol now)."""
+        return self._parents.pop(parent_id, None) is not None
+
     def remaining(self, parent_id: str) -> float:
-        return self.parents[parent_id].remaining
+        return self._parents[parent_id].remaining
 
     def filled(self, parent_id: str) -> float:
-        return self.parents[parent_id].filled
+        return self._parents[parent_id].filled
 
-    def active(self) -> list[ParentOrder]:
-        return [s.parent for s in self.parents.values() if not s.done]
+    def active(self, symbol: str | None = None) -> list[ParentOrder]:
+        """Active parent orders (of ``symbol`` when given)."""
+        return [s.parent for s in self._active(symbol)]
+
+    def _active(self, symbol: str | None = None) -> Iterator[ParentState]:
+        return (s for s in self._parents.values()
+                if not s.done and (symbol is None or s.parent.symbol == symbol))
+
+    def summary(self, parent_id: str) -> dict[str, Any]:
+        st = self._parents[parent_id]
+        return {"filled": st.filled, "remaining": st.remaining, "done": st.done, "status": st.status,
+                "average_price": st.average_price}
+
+    def market(self, symbol: str) -> SymbolMarket:
+        """The symbol's market state (created empty on first use)."""
+        mkt = self._symbols.get(symbol)
+        if mkt is None:
+            mkt = self._symbols[symbol] = SymbolMarket.create(symbol, self._market_settings)
+        return mkt
 
     # ------------------------------------------------------------- fills
-    def on_fill(self, fill: Fill) -> bool:
-        """Apply a fill; False when it is a duplicate or for an unknown parent."""
-        st = self.parents.get(fill.parent_id)
+    def on_fill(self, fill: Fill) -> FillOutcome:
+        """Apply a fill once (de-duplicated on ``fill_id``); a cancelled or expired parent still
+        books late fills of children already sent, a completed one has nothing left to fill."""
+        st = self._parents.get(fill.parent_id)
         if st is None:
             self.counters["unknown_parent_fill"] += 1
-            return False
+            return FillOutcome.UNKNOWN_PARENT
         if fill.fill_id in st.fill_ids:
             self.counters["duplicate_fill"] += 1
-            return False
+            return FillOutcome.DUPLICATE
+        if st.status == COMPLETED:
+            return FillOutcome.PARENT_DONE
         st.fill_ids.add(fill.fill_id)
         qty = min(fill.quantity, st.remaining)
         if qty < fill.quantity:
@@ -172,148 +163,79 @@ class ExecutionEngine:
         st.filled += qty
         st.notional += qty * fill.price
         if st.remaining <= 0:
-            st.finish("completed")
-        return True
+            st.finish(COMPLETED)
+        return FillOutcome.APPLIED
 
     # -------------------------------------------------------------- books
-    def on_book(self, batch: BookLike, *, symbol: str | None = None, now_ns: int | None = None) -> list[ChildOrder]:
-        """Consume snapshots of ONE symbol in time order; return the child orders decided.
+    def next_decision_ns(self, symbol: str | None = None) -> int | None:
+        """Event time of the next decision of the active parents (of ``symbol``); None when none."""
+        due = [s.parent.period_start_ns(s.next_period) for s in self._active(symbol)]
+        return min(due) if due else None
 
-        ``symbol`` defaults to the batch's ``symbol`` column (first row).
-        """
+    def period_boundaries(self, symbol: str, t0: int, t1: int) -> np.ndarray:
+        """Period starts ``start + k * period`` (k >= 1) of the symbol's active parents in ``(t0, t1]``."""
+        out: list[np.ndarray] = []
+        for p in self.active(symbol):
+            k0 = max(1, -(-(t0 - p.start_ns) // p.period_ns))
+            k1 = min(p.n_periods - 1, (t1 - p.start_ns) // p.period_ns)
+            if k1 >= k0:
+                out.append(p.start_ns + p.period_ns * np.arange(k0, k1 + 1, dtype=np.int64))
+        return np.unique(np.concatenate(out)) if out else np.zeros(0, np.int64)
+
+    def on_book(self, batch: BookLike, *, symbol: str | None = None, now_ns: int | None = None) -> BookResult:
+        """Consume snapshots of ONE symbol in time order; return what was decided.
+
+        ``symbol`` defaults to the batch's ``symbol`` column (first row). ``now_ns`` (live) is the
+        wall clock for the snapshot-age check."""
+        out = BookResult()
         n = len(batch)
         if n == 0:
-            return []
+            return out
         sym = symbol if symbol is not None else str(batch.symbol[0])  # type: ignore[attr-defined]
-        mkt = self._symbol(sym)
-        parents = [s for s in self.parents.values() if s.parent.symbol == sym and not s.done]
+        mkt = self.market(sym)
+        parents = list(self._active(sym))
         ts = batch.ts_event
-        bid0, ask0 = batch.bid_px[:, 0], batch.ask_px[:, 0]
-        tradable = (batch.bid_sz[:, 0] > 0) & (batch.ask_sz[:, 0] > 0) & (bid0 < ask0)
-        out: list[ChildOrder] = []
+        tradable = (batch.bid_sz[:, 0] > 0) & (batch.ask_sz[:, 0] > 0) & (batch.bid_px[:, 0] < batch.ask_px[:, 0])
+        ctx = Context(self.settings, self.profile, self.clock, self.kill_switch, self.counters)
         pos = 0
         while parents:
             due = [(s.parent.period_start_ns(s.next_period), s) for s in parents]
-            t_due = min(d for d, _ in due)
-            i = int(np.searchsorted(ts, t_due, side="left"))
+            i = int(np.searchsorted(ts, min(d for d, _ in due), side="left"))
             cand = np.flatnonzero(tradable[i:])
             if cand.size == 0:
                 break
             i += int(cand[0])
-            self._update(mkt, parents, batch, pos, i + 1)
+            mkt.update(_rows(batch, pos, i + 1))
             pos = i + 1
             for t_d, st in due:
                 if t_d <= ts[i] and not st.done:
-                    child = self._decide(st, mkt, batch, i, now_ns)
-                    if child is not None:
-                        out.append(child)
+                    decide(ctx, st, mkt, batch, i, now_ns, out)
             parents = [s for s in parents if not s.done]
-        self._update(mkt, parents, batch, pos, n)
+        mkt.update(_rows(batch, pos, n))
         return out
 
-    # ---------------------------------------------------------- internals
-    def _symbol(self, sym: str) -> _SymbolState:
-        mkt = self.symbols.get(sym)
-        if mkt is None:
-            s = self.settings
-            period_s = 60.0
-            mkt = _SymbolState(
-                VolumeEstimator(period_s, half_life_s=s.volume_half_life_s),
-                VolatilityEstimator(period_s, half_life_s=s.volatility_half_life_s),
-            )
-            self.symbols[sym] = mkt
-        return mkt
-
-    def _update(self, mkt: _SymbolState, parents: list[_ParentState], batch: BookLike, a: int, b: int) -> None:
-        if b <= a:
-            return
-        part = batch[a:b] if (a, b) != (0, len(batch)) else batch  # type: ignore[index]
-        mkt.volume.update(part)
-        mkt.volatility.update(part)
-        trades = part.action == "T"
-        if trades.any():
-            mkt.cum_volume += float(part.size[trades].sum())
-        for st in parents:
-            st.impact.update(part)
-            if st.impact_now is not None:
-                st.impact_now.update(part)
-
-    def _decide(self, st: _ParentState, mkt: _SymbolState, batch: BookLike, i: int, now_ns: int | None) -> ChildOrder | None:
-        p = st.parent
-        ts = int(batch.ts_event[i])
-        k = int((ts - p.start_ns) // p.period_ns)
-        if k >= p.n_periods or ts >= p.end_ns:
-            st.finish("expired")
-            self.counters["parent_expired"] += 1
-            return None
-        st.next_period = k + 1
-        traded = mkt.cum_volume - st.cum_volume_at_decision if k > 0 else 0.0
-        st.cum_volume_at_decision = mkt.cum_volume
-        remaining = st.remaining
-        periods_left = p.n_periods - k
-        mid = 0.5 * (float(batch.bid_px[i, 0]) + float(batch.ask_px[i, 0]))
-        age_ms = 0.0 if now_ns is None else (now_ns - ts) / 1e6
-        reason = risk.book_reject_reason(float(batch.bid_px[i, 0]), float(batch.bid_sz[i, 0]),
-                                         float(batch.ask_px[i, 0]), float(batch.ask_sz[i, 0]),
-                                         age_ms, self.settings.risk)
-        if self.kill_switch:
-            reason = risk.KILL_SWITCH
-        if reason is not None:
-            self._skip(st, k, ts, remaining, mid, reason)
-            return None
-        beta, gamma = self._impact_forecast(st, periods_left, ts, remaining)
-        vol = mkt.volume.forecast(periods_left, ts_ns=ts, profile=self.profile) * (p.period_s / mkt.volume.period_s)
-        part = p.max_participation if p.max_participation is not None else self.settings.max_participation
-        cap = np.where(vol > 0, part * vol, np.inf)
-        sigma = mkt.volatility.sigma() * np.sqrt(p.period_s / mkt.volatility.period_s)
-        max_child = self.settings.max_child_multiple * remaining / periods_left
-        d = DecisionInput(p, k, periods_left, remaining, st.filled, beta, gamma, cap, vol, sigma, mid, ts,
-                          traded, max_child)
-        plan = st.policy.decide(d)
-        if plan.fallback:
-            self.counters[f"fallback:{plan.fallback}"] += 1
-        planned = float(plan.schedule[0]) if len(plan.schedule) else 0.0
-        st.last_plan = tuple(float(x) for x in plan.schedule)
-        clamped = risk.clamp_child_quantity(planned, remaining, float(cap[0]), self.settings.risk)
-        qty = st.rounder.round(clamped, remaining)
-        if qty > clamped + 1e-9:  # rounding up (carry) must not break the cap: whole lots below it
-            qty = float(p.lot_size * np.floor(clamped / p.lot_size + 1e-9))
-        side_px, side_sz = (batch.ask_px[i], batch.ask_sz[i]) if p.side == "buy" else (batch.bid_px[i], batch.bid_sz[i])
-        limit = risk.child_limit_price(p.side, side_px, side_sz, qty, self.settings.risk, p.limit_price)
-        record = DecisionRecord(p.parent_id, k, ts, remaining, planned, qty, float(cap[0]),
-                                float(beta[0]), float(gamma[0]), sigma, mid, plan)
-        self.decisions.append(record)
-        if qty <= 0 or limit is None:
-            self.counters["no_child" if qty <= 0 else f"skipped:{risk.LIMIT_PRICE}"] += 1
-            return None
-        self.counters["child_orders"] += 1
-        return ChildOrder(
-            child_order_id=child_order_id(p.parent_id, k), parent_id=p.parent_id, symbol=p.symbol,
-            side=p.side, quantity=qty, limit_price=limit, period_index=k, ts_event=ts,
-            ts_init=self.clock() if self.clock else ts, remaining_before=remaining,
-            plan=tuple(float(x) for x in plan.schedule[:5]), solver=plan.solver,
-            impact=ImpactParams(float(beta[0]), float(gamma[0])),
-        )
-
-    def _impact_forecast(self, st: _ParentState, periods_left: int, ts: int, remaining: float,
-                         ) -> tuple[FloatArray, FloatArray]:
-        """``beta, gamma`` per remaining period, gamma floored by ``min_convexity``."""
-        p = st.parent
-        beta, gamma = st.impact.forecast(periods_left, ts_ns=ts, period_s=p.period_s, profile=self.profile)
-        if st.impact_now is not None:
-            now = st.impact_now.current()
-            beta, gamma = beta.copy(), gamma.copy()
-            beta[0], gamma[0] = now.beta, now.gamma
-        floor = self.settings.min_convexity * beta / max(remaining / periods_left, p.lot_size)
-        return beta, np.maximum(gamma, floor)
-
-    def _skip(self, st: _ParentState, k: int, ts: int, remaining: float, mid: float, reason: str) -> None:
-        self.counters[f"skipped:{reason}"] += 1
-        self.decisions.append(DecisionRecord(st.parent.parent_id, k, ts, remaining, 0.0, 0.0, 0.0,
-                                             float("nan"), float("nan"), float("nan"), mid, None, reason))
-
     # -------------------------------------------------------------- state
-    def summary(self, parent_id: str) -> dict[str, Any]:
-        st = self.parents[parent_id]
-        return {"filled": st.filled, "remaining": st.remaining, "done": st.done,
-                "average_price": st.notional / st.filled if st.filled else None}
+    def snapshot(self, parent_id: str) -> dict[str, Any]:
+        """The crash-recovery record of one parent (JSON-able; :mod:`agent.core.state`)."""
+        st = self._parents[parent_id]
+        return records.export_record(st, self.market(st.parent.symbol))
+
+    def restore(self, record: dict[str, Any]) -> str:
+        """Rebuild a parent from :meth:`snapshot`, replacing what the engine held for it; returns its id.
+
+        The symbol's market state is taken from the record when it is newer than the engine's."""
+        parent, fields, market = records.parse_record(record)
+        mkt = self.market(parent.symbol)
+        if market.last_ts >= mkt.last_ts:
+            mkt.assign(market)
+        st = self._new_state(parent)
+        for name, value in fields.items():
+            setattr(st, name, value)
+        self._parents[parent.parent_id] = st
+        return parent.parent_id
+
+
+def _rows(batch: BookLike, a: int, b: int) -> BookLike:
+    if (a, b) == (0, len(batch)):
+        return batch
+    return batch[a:b]  # type: ignore[index]

@@ -22,20 +22,18 @@ and the newest book; ``"all"`` (default) feeds every valid row (replay parity).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.app.config import ServiceSection
+from agent.core.driver import Driver, DriveResult, Venue
 from agent.core.engine import ExecutionEngine
 from agent.core.model import ChildOrder, Fill
-from agent.live.intake import DUPLICATE_PARENT, PARENT_DONE, UNKNOWN_PARENT, Inbound
+from agent.core.parent_state import FillOutcome
+from agent.live.intake import DUPLICATE_PARENT, Inbound
+from agent.live.settings import ServiceSection
 from feeds.book import BookBatch
-
-Venue = Callable[[ChildOrder], list[Fill]]
-"""In-process execution (file feed): child order -> fills, called on the engine thread."""
 
 HELD_COMPACT_BATCHES = 16
 
@@ -69,7 +67,7 @@ class EngineDriver:
     def __init__(self, engine: ExecutionEngine, settings: ServiceSection, *,
                  clock: Callable[[], int] | None = None, venue: Venue | None = None) -> None:
         self.engine, self.settings, self.clock, self.venue = engine, settings, clock, venue
-        self.fills_seen: set[str] = set()
+        self.driver = Driver(engine, venue=venue, clock=clock)
         self._held: list[BookBatch] = []
         self._held_n = 0
 
@@ -84,32 +82,35 @@ class EngineDriver:
         for i, item in enumerate(inb.control):
             if isinstance(item, str):
                 eng.cancel(item)
-            elif item.parent_id in eng.parents:
+            elif not eng.submit(item):
                 res.rejected.append(("control", i, DUPLICATE_PARENT))
-            else:
-                eng.submit(item)
         for i, f in enumerate(inb.fills):
             self._apply_fill(f, res, i)
-        self._hold_and_feed(inb.md, res, force=inb.flush, recheck=bool(inb.control))
-        for d in eng.decisions:
+        drive = DriveResult()
+        self._hold_and_feed(inb.md, drive, force=inb.flush, recheck=bool(inb.control))
+        res.children = drive.children
+        res.venue_fills = drive.fills
+        res.fills_applied += drive.fill_outcomes[FillOutcome.APPLIED]
+        res.fills_duplicate += drive.fill_outcomes[FillOutcome.DUPLICATE]
+        for d in drive.decisions:
             if d.plan is not None:
                 res.solves.append((d.plan.solver.status, d.plan.solver.iterations, d.plan.solver.solve_us))
                 if d.plan.fallback:
                     res.fallbacks.append(d.plan.fallback)
-        eng.decisions.clear()  # live: the log is drained every step, so memory stays bounded
         res.remaining = self.remaining()
         return res
 
     def _next_due(self) -> dict[str, int]:
         """Per symbol, the event time of the next decision of its active parents."""
         due: dict[str, int] = {}
-        for st in self.engine.parents.values():
-            if not st.done:
-                t = st.parent.period_start_ns(st.next_period)
-                due[st.parent.symbol] = min(t, due.get(st.parent.symbol, t))
+        for p in self.engine.active():
+            if p.symbol not in due:
+                t = self.engine.next_decision_ns(p.symbol)
+                if t is not None:
+                    due[p.symbol] = t
         return due
 
-    def _hold_and_feed(self, md: BookBatch | None, res: StepResult, *, force: bool, recheck: bool) -> None:
+    def _hold_and_feed(self, md: BookBatch | None, res: DriveResult, *, force: bool, recheck: bool) -> None:
         """Hold rows back while no decision is due; feed a symbol's held rows, in order, as soon as
         a row reaches the next decision time of one of its parents (all symbols once
         ``md_buffer_rows`` rows are held, or on ``force``). Every row still reaches the estimators
@@ -138,59 +139,28 @@ class EngineDriver:
             buf = buf.take(~mine)
         self._held, self._held_n = ([buf], len(buf)) if len(buf) else ([], 0)
 
-    def _decide_rows(self, sym: str, rows: BookBatch, res: StepResult) -> None:
-        """Feed one symbol's rows to the engine, split at period boundaries; execute in-process."""
+    def _decide_rows(self, sym: str, rows: BookBatch, res: DriveResult) -> None:
+        """Feed one symbol's rows through the core driver (chunked at period boundaries)."""
         if self.settings.md_conflation == "latest":
             rows = self._conflate(rows, sym)
-        for chunk in self._chunks(rows, sym):
-            now_ns = self.clock() if self.clock is not None else None
-            for child in self.engine.on_book(chunk, symbol=sym, now_ns=now_ns):
-                res.children.append(child)
-                if self.venue is not None:
-                    for f in self.venue(child):
-                        res.venue_fills.append(f)
-                        self._apply_fill(f, res)
+        self.driver.feed(rows, sym, res)
 
-    def _apply_fill(self, f: Fill, res: StepResult, index: int = -1) -> None:
-        if f.fill_id in self.fills_seen:
-            res.fills_duplicate += 1
-            return
-        st = self.engine.parents.get(f.parent_id)
-        if st is None or st.status == "completed":  # a cancelled/expired parent still books late fills
-            res.rejected.append(("fill", index, UNKNOWN_PARENT if st is None else PARENT_DONE))
-            return
-        self.fills_seen.add(f.fill_id)
-        if self.engine.on_fill(f):
+    def _apply_fill(self, f: Fill, res: StepResult, index: int) -> None:
+        outcome = self.engine.on_fill(f)
+        if outcome is FillOutcome.APPLIED:
             res.fills_applied += 1
+        elif outcome is FillOutcome.DUPLICATE:
+            res.fills_duplicate += 1
+        else:
+            res.rejected.append(("fill", index, outcome.value))
 
     def remaining(self) -> dict[str, float]:
+        """Remaining shares of the active parents, per symbol (0 for symbols whose parents ended)."""
         out: dict[str, float] = {}
         for st in self.engine.parents.values():
             sym = st.parent.symbol
             out[sym] = out.get(sym, 0.0) + (0.0 if st.done else st.remaining)
         return out
-
-    def _boundaries(self, sym: str, t0: int, t1: int) -> np.ndarray:
-        """Period starts ``start + k * period`` (k >= 1) of the symbol's active parents in ``(t0, t1]``."""
-        out: list[np.ndarray] = []
-        for p in self.engine.active():
-            if p.symbol != sym:
-                continue
-            k0 = max(1, -(-(t0 - p.start_ns) // p.period_ns))
-            k1 = min(p.n_periods - 1, (t1 - p.start_ns) // p.period_ns)
-            if k1 >= k0:
-                out.append(p.start_ns + p.period_ns * np.arange(k0, k1 + 1, dtype=np.int64))
-        return np.unique(np.concatenate(out)) if out else np.zeros(0, np.int64)
-
-    def _chunks(self, rows: BookBatch, sym: str) -> list[BookBatch]:
-        """Split at period boundaries so in-process fills land between two decisions."""
-        ts = rows.ts_event
-        bounds = self._boundaries(sym, int(ts[0]), int(ts[-1]))
-        if not len(bounds):
-            return [rows]
-        cuts = np.unique(np.searchsorted(ts, bounds, side="left"))
-        edges = [0, *[int(c) for c in cuts if 0 < c < len(ts)], len(ts)]
-        return [rows[a:b] for a, b in itertools.pairwise(edges)]
 
     def _conflate(self, rows: BookBatch, sym: str) -> BookBatch:
         """Keep trades, the first row at/after each period boundary and the newest book."""
@@ -198,7 +168,7 @@ class EngineDriver:
         keep = rows.action == "T"
         keep[-1] = True
         ts = rows.ts_event
-        bounds = self._boundaries(sym, int(ts[0]) - 1, int(ts[-1]))
+        bounds = self.engine.period_boundaries(sym, int(ts[0]) - 1, int(ts[-1]))
         first = np.searchsorted(ts, bounds, side="left")
         keep[first[first < n]] = True
         return rows if keep.all() else rows.take(keep)

@@ -44,10 +44,10 @@ import numpy as np
 import numpy.typing as npt
 import pydantic
 
-from agent.app.config import TopicsSection
 from agent.core.errors import DataError
 from agent.core.model import Fill, ParentOrder
 from agent.live.metrics import AgentMetrics
+from agent.live.settings import TopicsSection
 from feeds.book import BookBatch
 from feeds.ports import OutRecord, Record, dead_letter
 from feeds.wire import codec

@@ -124,3 +124,30 @@ class AgentMetrics:
         """Count ``n`` snapshots rejected for ``reason``."""
         if n:
             self.snapshots_rejected.labels(reason=reason).inc(n)
+
+
+@dataclass
+class ReliabilityMetrics:
+    """Transactions, restores and broker reachability (created once per process registry)."""
+
+    transactions: Counter
+    state_records: Counter
+    restored_parents: Counter
+    broker_up: Gauge
+    broker_outage_seconds: Counter
+    service_restarts: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> ReliabilityMetrics:
+        p = PREFIX
+        return cls(
+            transactions=Counter(f"{p}transactions", "Step transactions, by outcome", ["outcome"], registry=registry),
+            state_records=Counter(f"{p}state_records", "agent_state.v1 records produced", registry=registry),
+            restored_parents=Counter(f"{p}restored_parents", "Parent orders restored from the state topic",
+                                     registry=registry),
+            broker_up=Gauge(f"{p}broker_up", "1 when a bootstrap broker accepts connections", registry=registry),
+            broker_outage_seconds=Counter(f"{p}broker_outage_seconds", "Seconds the broker was unreachable",
+                                          registry=registry),
+            service_restarts=Counter(f"{p}service_restarts", "Service rebuilds after a feed failure, by cause",
+                                     ["cause"], registry=registry),
+        )

@@ -37,38 +37,26 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from agent.app.config import ServiceSection, TopicsSection
 from agent.core.engine import ExecutionEngine
 from agent.core.errors import FeedError, RetriableFeedError
 from agent.core.model import ParentOrder
-from agent.live.delivery import ExactlyOnce
+from agent.live.delivery import AtLeastOnce, Delivery
 from agent.live.engine_step import EngineDriver, StepResult, Venue
 from agent.live.intake import Inbound, Intake
 from agent.live.metrics import AgentMetrics
+from agent.live.settings import ServiceSection, TopicsSection
+from agent.live.work import Work
 from feeds.book import BookBatch
-from feeds.ports import OutRecord, Record, Sink, Source, next_offsets
+from feeds.ports import OutRecord, Record, Sink, Source
 from feeds.wire import codec
 
 log = logging.getLogger("agent.live.service")
 T = TypeVar("T")
 
 SEND_RETRIES = 5
-COMMIT_INTERVAL_S = 1.0
-
-
-@dataclass
-class _Work:
-    """One fetched and decoded batch waiting for the engine."""
-
-    inbound: Inbound
-    records: dict[str, list[Record]]
-    t_arrival: float
-    n: int
-    generation: int = 0  # rebalance generation at fetch time (exactly-once mode)
 
 
 class AgentService:
@@ -99,21 +87,17 @@ class AgentService:
         clock: Callable[[], int] | None = time.time_ns,
         venue: Venue | None = None,
         max_message_bytes: int = 1 << 20,
-        commit_offsets: bool = True,
-        exactly_once: ExactlyOnce | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         self.engine, self.sink, self.metrics = engine, sink, metrics
         self.topics = topics or TopicsSection()
         self.settings = settings or ServiceSection()
         self.source, self.md_feed, self.clock, self.venue = source, md_feed, clock, venue
-        self.commit_offsets = commit_offsets
         self.intake = Intake(self.topics, metrics, max_message_bytes=max_message_bytes, clock=clock,
                              max_future_skew_ms=self.settings.max_future_skew_ms,
                              max_parent_periods=self.settings.max_parent_periods)
-        self.exactly_once = exactly_once
-        # exactly once: rows reach the engine in the step whose transaction commits their offsets
-        self.driver = EngineDriver(engine, self.settings if exactly_once is None else
-                                   self.settings.model_copy(update={"md_buffer_rows": 0}), clock=clock, venue=venue)
+        self.delivery: Delivery = delivery if delivery is not None else AtLeastOnce()
+        self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue)
         self.children_sent = 0
         self.processed_ts: dict[str, int] = {}  # per symbol: newest ts_event fully processed
         self.decision_latencies_s: deque[float] = deque(maxlen=100_000)  # arrival -> ack (seconds)
@@ -123,8 +107,6 @@ class AgentService:
         self._started = self._stopped = False
         self._md_done = md_feed is None
         self._stale = False
-        self._pending_offsets: dict[Any, int] = {}
-        self._last_commit = time.monotonic()
 
     # ---------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -135,8 +117,7 @@ class AgentService:
         await self.sink.start()
         if self.source is not None:
             await self.source.start()
-            if self.exactly_once is not None:
-                await self.exactly_once.attach(self)
+            await self.delivery.attach(self)
         start = getattr(self.md_feed, "start", None)
         if start is not None:
             await start()
@@ -167,7 +148,7 @@ class AgentService:
 
     async def _close_feeds(self) -> None:
         try:
-            await self._commit(force=True)
+            await self.delivery.close(self)
         except FeedError as exc:
             log.warning("final offset commit failed: %s", exc)
         closers = [("md feed", getattr(self.md_feed, "stop", None)),
@@ -218,11 +199,6 @@ class AgentService:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
-
-    @property
-    def fills_seen(self) -> set[str]:
-        """``fill_id``s applied so far (fills are de-duplicated on them)."""
-        return self.driver.fills_seen
 
     @property
     def stopping(self) -> bool:
@@ -276,13 +252,13 @@ class AgentService:
             if inflight is not None:
                 await inflight
         await self.flush()
-        await self._commit(force=True)
+        await self.delivery.close(self)
 
     async def flush(self) -> None:
         """Feed the rows held back (see ``_hold_and_feed``) to the engine and publish what it decides."""
         if self._executor is not None and self.driver.held_rows:
             t = time.perf_counter()
-            await self._publish(await self.call(self.driver.step, Inbound(flush=True)), Inbound(), t)
+            await self.publish(await self.call(self.driver.step, Inbound(flush=True)), Inbound(), t)
 
     async def step(self) -> int:
         """One getmany (and/or file batch) -> validate -> engine -> publish; returns items handled."""
@@ -292,7 +268,7 @@ class AgentService:
         await self._process(work)
         return work.n
 
-    async def _fetch(self) -> _Work | None:
+    async def _fetch(self) -> Work | None:
         s = self.settings
         file_batch: BookBatch | None = None
         if not self._md_done and self.md_feed is not None:
@@ -312,30 +288,17 @@ class AgentService:
         t_arrival = time.perf_counter()
         inb = self.intake.take(records, file_batch)
         n = inb.records + (len(file_batch) if file_batch is not None else 0)
-        gen = self.exactly_once.generation if self.exactly_once is not None else 0
-        return _Work(inb, records, t_arrival, n, gen)
+        return Work(inb, records, t_arrival, n, self.delivery.generation)
 
-    async def _process(self, work: _Work) -> None:
-        if self.exactly_once is not None:  # one transaction per step (agent.live.delivery)
-            await self.exactly_once.process(self, work)
-            return
-        inb = work.inbound
-        if not inb.empty:
-            result = await self.call(self.driver.step, inb)
-            await self._publish(result, inb, work.t_arrival)
-            if inb.md is not None and len(inb.md):
-                self.processed_ts.update(inb.md.latest_ts())
-        elif inb.dlq:
-            await self._send(inb.dlq)
-        if work.records:
-            self._pending_offsets.update(next_offsets(r for rs in work.records.values() for r in rs))
-            await self._commit()
+    async def _process(self, work: Work) -> None:
+        await self.delivery.process(self, work)
 
     # --------------------------------------------------------- publishing
-    async def _publish(self, res: StepResult, inb: Inbound, t_arrival: float) -> None:
+    async def publish(self, res: StepResult, inb: Inbound, t_arrival: float) -> None:
+        """Send the outputs of one step and observe its metrics."""
         out = self.outputs(res, inb)
         if out:
-            await self._send(out)
+            await self.send(out)
         self.observe(res, t_arrival)
 
     def outputs(self, res: StepResult, inb: Inbound) -> list[OutRecord]:
@@ -372,7 +335,8 @@ class AgentService:
         for sym, rem in res.remaining.items():
             m.parent_remaining.labels(symbol=sym).set(rem)
 
-    async def _send(self, out: list[OutRecord]) -> None:
+    async def send(self, out: list[OutRecord]) -> None:
+        """Produce ``out`` (retrying a retriable failure with exponential backoff)."""
         delay = 0.1
         for attempt in range(SEND_RETRIES):
             try:
@@ -384,18 +348,6 @@ class AgentService:
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay *= 2
-
-    async def _commit(self, *, force: bool = False) -> None:
-        if not (self.commit_offsets and self.source is not None and self._pending_offsets):
-            return
-        if not force and time.monotonic() - self._last_commit < COMMIT_INTERVAL_S:
-            return
-        if getattr(self.source, "group_id", None) is None:
-            self._pending_offsets.clear()
-            return
-        offsets, self._pending_offsets = self._pending_offsets, {}
-        await self.source.commit(offsets)
-        self._last_commit = time.monotonic()
 
     async def _watchdog(self) -> None:
         """Flag and count periods without market data (wall clock)."""

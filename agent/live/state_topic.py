@@ -3,7 +3,7 @@
 Records are ``agent_state.v1`` messages (:class:`feeds.wire.messages.AgentStateMsg`),
 key = ``parent_id``, on a compacted topic, so the newest record of every
 parent survives. The ``engine`` field carries
-:func:`agent.core.state.export_parent`; the other fields summarise it.
+:meth:`agent.core.engine.ExecutionEngine.snapshot`.
 
 - :class:`StateTracker` (engine thread): the records of the parents whose
   engine record changed since they were last written;
@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent.core.engine import ExecutionEngine
-from agent.core.state import export_parent, restore_parent
 
 log = logging.getLogger("agent.state")
 
@@ -45,10 +44,9 @@ def state_message(engine: ExecutionEngine, parent_id: str, record: dict[str, Any
 
     st = engine.parents[parent_id]
     msg = codec.build(
-        AgentStateMsg, parent_id=parent_id, ts_event=time.time_ns(), parent=codec.parent_from_model(st.parent),
-        status=st.status, remaining=max(0.0, float(st.remaining)), filled_quantity=max(0.0, float(st.filled)),
-        period_index=int(st.next_period) - 1, fills_seen=sorted(st.fill_ids),
-        last_plan=[max(0.0, float(x)) for x in st.last_plan], agent_id=agent_id, engine=record,
+        AgentStateMsg, parent_id=parent_id, ts_event=time.time_ns(), status=st.status,
+        remaining=max(0.0, float(st.remaining)), filled_quantity=max(0.0, float(st.filled)),
+        agent_id=agent_id, engine=record,
     )
     return msg.model_dump_json(by_alias=True).encode()
 
@@ -74,7 +72,7 @@ class StateTracker:
         runs ahead of what a successor would read."""
         out: list[tuple[str, bytes]] = []
         for pid in list(self.engine.parents):
-            rec = export_parent(self.engine, pid)
+            rec = self.engine.snapshot(pid)
             if self.written.get(pid) != rec:
                 self.written[pid] = rec
                 out.append((pid, state_message(self.engine, pid, rec, self.agent_id)))
@@ -98,7 +96,7 @@ def restore(engine: ExecutionEngine, tracker: StateTracker | None, records: dict
         if pid in engine.parents or not rec or not owns(sym):
             continue
         try:
-            restore_parent(engine, rec)
+            engine.restore(rec)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("cannot restore parent %s from the state topic: %s", pid, exc)
             continue
@@ -114,7 +112,7 @@ def drop_unowned(engine: ExecutionEngine, tracker: StateTracker | None, owns: Ca
     """Forget the parents of symbols this agent no longer owns (another agent restores them)."""
     gone = [pid for pid, st in engine.parents.items() if not owns(st.parent.symbol)]
     for pid in gone:
-        del engine.parents[pid]
+        engine.drop(pid)
     if tracker is not None:
         tracker.forget(gone)
     return gone

@@ -28,8 +28,7 @@ Float64 keeps every value bit for bit, so ``write -> read`` is lossless
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,9 @@ import pyarrow.parquet as pq
 from agent.core.errors import SchemaError
 from feeds.book import BookBatch
 from feeds.files.arrow import stack, to_f64, to_i64, to_str
+from feeds.files.levels import pad_levels
 
-__all__ = ["SCHEMA_NAME", "batch_to_table", "convert_to_parquet", "iter_parquet", "write_parquet"]
+__all__ = ["SCHEMA_NAME", "batch_to_table", "iter_parquet", "write_parquet"]
 
 SCHEMA_NAME = "book.v1"
 #: snappy decodes about twice as fast as zstd here (bench/feeds.py) for ~30% more bytes
@@ -164,8 +164,6 @@ def write_parquet(
 def _conform(batch: BookBatch, schema: pa.Schema, out: str | os.PathLike[str]) -> BookBatch:
     """Fit a later batch to the file's schema: pad shallower books with empty levels,
     drop ``ts_recv`` if the file has none; refuse deeper books or a missing ``ts_recv``."""
-    from feeds.files.readers import pad_levels
-
     levels = int(schema.metadata[b"mpc_agent.levels"])
     if batch.levels > levels:
         raise SchemaError(f"{out}: a {batch.levels}-level batch after {levels}-level ones; put the deepest file first")
@@ -180,38 +178,3 @@ def _conform(batch: BookBatch, schema: pa.Schema, out: str | os.PathLike[str]) -
 _FIELDS = ("ts_event", "symbol", "action", "side", "price", "size", "bid_px", "bid_sz", "ask_px", "ask_sz")
 
 
-def convert_to_parquet(
-    paths: Sequence[str | os.PathLike[str]],
-    out: str | os.PathLike[str],
-    fmt: str = "auto",
-    *,
-    chunk_rows: int = 250_000,
-) -> dict[str, Any]:
-    """Read any supported file(s), validate, and write the clean rows to ``out`` (``book.v1``).
-
-    Returns
-    -------
-    dict
-        ``{"out", "files", "rows_written", "rejected": {reason: count}, "seconds"}``.
-    """
-    from feeds.files.readers import iter_clean  # readers imports this module
-
-    t0 = time.perf_counter()
-    rejected: dict[str, int] = {}
-    files: list[str] = []
-
-    def clean_batches() -> Iterator[BookBatch]:
-        for item in iter_clean(paths, fmt, chunk_rows=chunk_rows, files=files):
-            for reason, count in item.rejected.items():
-                rejected[reason] = rejected.get(reason, 0) + count
-            if len(item.batch):
-                yield item.batch
-
-    rows = write_parquet(clean_batches(), out, row_group_rows=chunk_rows)
-    return {
-        "out": str(out),
-        "files": files,
-        "rows_written": rows,
-        "rejected": rejected,
-        "seconds": round(time.perf_counter() - t0, 6),
-    }

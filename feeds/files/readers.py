@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.core.errors import FormatDetectionError, SchemaError
+from agent.core.errors import FormatDetectionError
 from feeds.book import BookBatch, merge_rejections
 from feeds.files.arrow import compression_of, read_head
+from feeds.files.levels import pad_levels
 
 __all__ = [
     "FORMATS",
@@ -203,24 +204,6 @@ def iter_clean(
                     by_symbol[str(sym)] = {str(k): int(c) for k, c in zip(keys, counts, strict=True)}
                 batch = batch.take(~bad)
             yield CleanChunk(batch, v.counts(), by_symbol, str(path))
-
-
-def pad_levels(batch: BookBatch, levels: int) -> BookBatch:
-    """``batch`` with empty levels (NaN price, 0 size) appended up to ``levels``."""
-    extra = levels - batch.levels
-    if extra < 0:
-        raise SchemaError(f"cannot pad a {batch.levels}-level batch down to {levels} levels")
-    if extra == 0:
-        return batch
-    n = len(batch)
-    nan = np.full((n, extra), np.nan)
-    zero = np.zeros((n, extra))
-    return BookBatch(
-        ts_event=batch.ts_event, ts_recv=batch.ts_recv, symbol=batch.symbol, action=batch.action,
-        side=batch.side, price=batch.price, size=batch.size,
-        bid_px=np.hstack([batch.bid_px, nan]), bid_sz=np.hstack([batch.bid_sz, zero]),
-        ask_px=np.hstack([batch.ask_px, nan]), ask_sz=np.hstack([batch.ask_sz, zero]),
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -319,22 +319,19 @@ class AgentStateMsg(WireMessage):
     """``agent_state.v1``: what must survive a crash, per parent order (compacted topic, key parent_id).
 
     ``engine`` is the engine's crash-recovery record of the parent
-    (``agent.core.state.export_parent``: a JSON object restored with
-    ``restore_parent``); the other fields summarise it for people and tools
-    reading the topic. ``agent_id`` is the agent instance that wrote it.
+    (``ExecutionEngine.snapshot``: a JSON object restored with ``ExecutionEngine.restore``),
+    carried once; ``status``, ``remaining`` and ``filled_quantity`` are a three-number
+    summary for people and tools reading the topic. ``agent_id`` is the agent
+    instance that wrote it.
     """
 
     SCHEMA: ClassVar[str] = "agent_state.v1"
     schema_: Literal["agent_state.v1"] = Field("agent_state.v1", alias="schema")
     parent_id: Text
     ts_event: TimestampNs
-    parent: ParentOrderMsg
     status: Literal["active", "completed", "cancelled", "expired"] = "active"
     remaining: NonNegative
     filled_quantity: NonNegative = 0.0
-    period_index: Annotated[int, Field(ge=-1)] = -1
-    fills_seen: list[str] = Field(default_factory=list)
-    last_plan: list[NonNegative] = Field(default_factory=list)
     agent_id: str = ""
     engine: dict[str, Any] = Field(default_factory=dict)
 

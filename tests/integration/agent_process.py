@@ -27,7 +27,7 @@ from typing import Any
 
 import aiokafka
 
-from agent.app.config import TopicsSection
+from agent.live.settings import TopicsSection
 from feeds.kafka import KafkaConnection, KafkaSink
 from feeds.ports import OutRecord
 from feeds.wire import codec

@@ -24,8 +24,8 @@ from pathlib import Path
 import aiokafka
 import pytest
 
-from agent.app.config import TopicsSection
 from agent.core.model import NS_PER_S, ParentOrder
+from agent.live.settings import TopicsSection
 from agent.live.state_topic import read_state
 from feeds.kafka import KafkaConnection, KafkaSink, create_topics
 from feeds.wire import codec

@@ -31,12 +31,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from agent.app.config import ServiceSection, TopicsSection
 from agent.core.engine import EngineSettings, ExecutionEngine
 from agent.core.model import Fill
 from agent.live.engine_step import EngineDriver
 from agent.live.intake import Intake
 from agent.live.metrics import AgentMetrics
+from agent.live.settings import ServiceSection, TopicsSection
 from feeds.kafka import create_topics
 from feeds.ports import DLQ_ERROR_HEADER, Record
 from feeds.wire import codec

@@ -30,13 +30,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.app.config import ServiceSection, TopicsSection
 from agent.app.fill_responder import FillResponder, SimulatedVenue
 from agent.core.engine import ExecutionEngine, mpc_policy
 from agent.core.model import NS_PER_S, ChildOrder, Fill, ParentOrder
 from agent.live.http import MetricsServer
 from agent.live.metrics import AgentMetrics
 from agent.live.service import AgentService
+from agent.live.settings import ServiceSection, TopicsSection
 from feeds.book import BookBatch
 from feeds.file_feed import encode_rows
 from feeds.kafka import KafkaConnection, KafkaSink, KafkaSource, create_topics

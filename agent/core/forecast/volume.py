@@ -103,14 +103,16 @@ class VolumeEstimator:
         """Current estimate of shares traded per period of ``period_s`` seconds."""
         return self.rate_per_s() * self.period_s
 
-    def forecast(self, n_slots: int, *, ts_ns: int, profile: IntradayProfile | None = None) -> FloatArray:
-        """``V_k`` for slots ``k = 0..n_slots-1`` starting at ``ts_ns`` (per ``period_s``).
+    def forecast(self, n_slots: int, *, ts_ns: int, profile: IntradayProfile | None = None,
+                 period_s: float | None = None) -> FloatArray:
+        """``V_k`` for slots ``k = 0..n_slots-1`` of ``period_s`` (default: the estimator's) from ``ts_ns``.
 
-        ``V_k = per_period * r_volume(T, ts_ns + k * period)`` with the profile ratio ``r`` (1 when flat).
+        ``V_k = rate_per_s * P * r_volume(T, ts_ns + k * P)`` with the profile ratio ``r`` (1 when flat).
         """
-        v = np.full(n_slots, self.per_period())
+        period = self.period_s if period_s is None else float(period_s)
+        v = np.full(n_slots, self.rate_per_s() * period)
         if profile is not None and n_slots > 0:
-            t = int(ts_ns) + np.arange(n_slots, dtype=np.int64) * round(self.period_s * NS_PER_S)
+            t = int(ts_ns) + np.arange(n_slots, dtype=np.int64) * round(period * NS_PER_S)
             v = v * profile.ratio("volume", int(self.last_ts if self.last_ts is not None else ts_ns), t)
         return v
 
@@ -206,9 +208,9 @@ class VolatilityEstimator:
         """Dollars^2 per second (0 before data)."""
         return self.sq_sum / (self.weight * self.sample_s) if self.weight > 0 else 0.0
 
-    def sigma(self) -> float:
-        """Mid volatility in dollars per ``period_s``."""
-        return math.sqrt(self.variance_rate() * self.period_s)
+    def sigma(self, period_s: float | None = None) -> float:
+        """Mid volatility in dollars per ``period_s`` (default: the estimator's period)."""
+        return math.sqrt(self.variance_rate() * (self.period_s if period_s is None else period_s))
 
     def state(self) -> dict[str, Any]:
         return {"kind": "volatility", "version": 1, "period_s": self.period_s,

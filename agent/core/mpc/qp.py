@@ -39,7 +39,7 @@ import collections
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,21 +47,17 @@ import numpy.typing as npt
 import osqp
 import scipy.sparse as sp
 
-from agent.core.errors import ConfigError
 from agent.core.model import FloatArray, Plan, SolverInfo
 from agent.core.mpc.blocking import Aggregated, Layout, aggregate, collapse, expand, make_layout
 from agent.core.mpc.oracle import (
     active_set_qp,
-    even_split,
     fallback_schedule,
     model_cost,
     repair_sum,
     slot_qp,
-    solve_separable_exact,
 )
 
-__all__ = ["LotRounder", "RecedingHorizonQP", "SolverSettings", "even_split", "plan_offline",
-           "solve_separable_exact"]
+__all__ = ["RecedingHorizonQP", "SolverSettings"]
 
 _OK = {"solved", "solved inaccurate"}
 log = logging.getLogger("agent.core.mpc.qp")
@@ -347,94 +343,3 @@ class _Osqp:
 
 def _us(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e6
-
-
-@dataclass
-class LotRounder:
-    """Round the current slot to the lot size and carry the residual forward.
-
-    ``q = min(lot * round((planned + carry) / lot), lot * floor(remaining / lot))``,
-    then if less than one lot would be left over and the target covers at least
-    half of that odd tail, the tail is sent too (so an order of 1050 shares with
-    lot 100 can finish). ``carry = planned + carry - q``, clipped to one lot.
-    Never returns more than ``remaining`` nor a negative quantity.
-    """
-
-    lot_size: float = 1.0
-    carry: float = field(default=0.0)
-
-    def __post_init__(self) -> None:
-        if not self.lot_size > 0:
-            raise ValueError("lot_size must be positive")
-
-    def round(self, planned: float, remaining: float) -> float:
-        """Quantity to send now for a planned ``planned`` with ``remaining`` left."""
-        lot = self.lot_size
-        rem = max(float(remaining), 0.0)
-        target = max(float(planned), 0.0) + self.carry
-        q = lot * math.floor(target / lot + 0.5) if target > 0 else 0.0
-        q = min(q, lot * math.floor(rem / lot + 1e-9))
-        tail = rem - q
-        if 0 < tail < lot - 1e-9 and target - q >= 0.5 * tail:
-            q = rem
-        q = max(q, 0.0)
-        self.carry = float(np.clip(target - q, -lot, lot))
-        return q
-
-    def state(self) -> dict[str, float]:
-        return {"lot_size": self.lot_size, "carry": self.carry}
-
-    @classmethod
-    def from_state(cls, state: dict[str, float]) -> LotRounder:
-        return cls(lot_size=float(state["lot_size"]), carry=float(state["carry"]))
-
-
-def plan_offline(quantity: float, beta: npt.ArrayLike, gamma: npt.ArrayLike,
-                 cap: npt.ArrayLike | None = None, *, risk_aversion: float = 0.0,
-                 sigma: float = 0.0, settings: SolverSettings = SolverSettings()) -> dict[str, Any]:
-    """One unblocked optimal schedule: the ``mpc-agent plan`` JSON (DESIGN.md section 6).
-
-    Returns ``{"schedule", "cost", "twap_cost", "shortfall", "solver": {"name",
-    "status", "iterations", "solve_us"}}``; costs are the model objective in
-    dollars (risk term included when ``risk_aversion * sigma > 0``), twap_cost
-    that of the even split ``Q / N``.
-    """
-    b = np.asarray(beta, dtype=np.float64).reshape(-1)
-    g = np.asarray(gamma, dtype=np.float64).reshape(-1)
-    n = b.size
-    u = np.full(n, np.inf) if cap is None else np.asarray(cap, dtype=np.float64).reshape(-1)
-    _check_offline(quantity, b, g, u, risk_aversion, sigma)
-    wide = SolverSettings(**{**settings.__dict__, "fine_slots": n, "coarse_slots": 0})
-    qp = RecedingHorizonQP(n, settings=wide)
-    plan = qp.solve(quantity, b, g, u, risk_aversion=risk_aversion, sigma=sigma)
-    twap = np.full(n, quantity / n)
-    kw = dict(remaining=quantity, risk_aversion=risk_aversion, sigma=sigma)
-    return {
-        "schedule": [float(v) for v in plan.schedule],
-        "cost": model_cost(plan.schedule, b, g, **kw),
-        "twap_cost": model_cost(twap, b, g, **kw),
-        "shortfall": float(plan.shortfall),
-        "solver": {"name": plan.solver.name, "status": plan.solver.status,
-                   "iterations": plan.solver.iterations, "solve_us": plan.solver.solve_us},
-        "fallback": plan.fallback,
-    }
-
-
-def _check_offline(quantity: float, b: FloatArray, g: FloatArray, u: FloatArray,
-                   risk_aversion: float, sigma: float) -> None:
-    """Reject inputs ``plan_offline`` cannot plan with a message that says how to fix them."""
-    n = b.size
-    if n == 0:
-        raise ConfigError("need at least one period: beta/gamma are empty")
-    if g.size != n or u.size != n:
-        raise ConfigError(f"beta, gamma and cap must have the same length (got {n}, {g.size}, "
-                          f"{u.size}); one entry per period")
-    if not (math.isfinite(quantity) and quantity > 0):
-        raise ConfigError(f"quantity must be a positive number of shares, got {quantity}")
-    if not (np.all(np.isfinite(b)) and np.all(np.isfinite(g)) and np.all(g > 0)):
-        raise ConfigError("beta must be finite and gamma finite and > 0 in every period "
-                          "(gamma is the quadratic impact coefficient, $/share^2)")
-    if np.any(np.isnan(u)) or np.any(u < 0):
-        raise ConfigError("cap must be >= 0 in every period (null/omitted for no cap)")
-    if not (risk_aversion >= 0 and sigma >= 0 and math.isfinite(risk_aversion * sigma)):
-        raise ConfigError("risk_aversion and sigma must be finite and >= 0")

@@ -9,6 +9,7 @@ import pytest
 
 from agent.core.engine import EngineSettings, ExecutionEngine
 from agent.core.model import ChildOrder, Fill, ParentOrder
+from agent.core.parent_state import FillOutcome
 from agent.core.risk import RiskLimits
 from feeds.book import BookBatch
 from tests.unit.agent.books import NS, T0, ladder_book
@@ -36,7 +37,7 @@ def _drive(engine: ExecutionEngine, book: BookBatch, parent: ParentOrder, *, fil
             continue
         chunk = book[a:b]
         now = None if now_offset_ns is None else int(chunk.ts_event[0]) + now_offset_ns
-        for c in engine.on_book(chunk, now_ns=now):
+        for c in engine.on_book(chunk, now_ns=now).children:
             children.append(c)
             if fill:
                 engine.on_fill(Fill(f"{c.child_order_id}:f", c.child_order_id, c.parent_id,
@@ -81,9 +82,9 @@ def test_engine_ignores_duplicate_and_unknown_fills() -> None:
     eng = ExecutionEngine()
     eng.submit(_parent())
     f = Fill("f1", "P1:0", "P1", 100.0, 50.01, T0)
-    assert eng.on_fill(f) is True
-    assert eng.on_fill(f) is False
-    assert eng.on_fill(Fill("f2", "X:0", "X", 100.0, 50.01, T0)) is False
+    assert eng.on_fill(f) is FillOutcome.APPLIED
+    assert eng.on_fill(f) is FillOutcome.DUPLICATE
+    assert eng.on_fill(Fill("f2", "X:0", "X", 100.0, 50.01, T0)) is FillOutcome.UNKNOWN_PARENT
     assert eng.remaining("P1") == 2900.0
     assert eng.counters["duplicate_fill"] == 1 and eng.counters["unknown_parent_fill"] == 1
 

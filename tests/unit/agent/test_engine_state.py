@@ -10,7 +10,7 @@ import pytest
 
 from agent.core.engine import ExecutionEngine
 from agent.core.model import ChildOrder, Fill, ParentOrder
-from agent.core.state import export_parent, restore_parent
+from agent.core.parent_state import FillOutcome
 from feeds.book import BookBatch
 from tests.unit.agent.books import NS, T0, ladder_book
 
@@ -27,7 +27,7 @@ def _setup() -> tuple[ParentOrder, BookBatch, list[int]]:
 
 
 def _step(engine: ExecutionEngine, chunk: BookBatch) -> list[ChildOrder]:
-    out = engine.on_book(chunk)
+    out = engine.on_book(chunk).children
     for c in out:
         engine.on_fill(Fill(f"{c.child_order_id}:f", c.child_order_id, c.parent_id, c.quantity,
                             c.limit_price, c.ts_event))
@@ -44,11 +44,11 @@ def test_restored_engine_carries_on_exactly_where_the_crashed_one_stopped() -> N
     live.submit(parent)
     crash_at = 5
     before = [c for a, b in itertools.pairwise(edges) for c in _step(live, book[a:b])]
-    record = json.loads(json.dumps(export_parent(live, "P1"), allow_nan=False))
-    assert record["remaining"] == live.remaining("P1")
+    record = json.loads(json.dumps(live.snapshot("P1"), allow_nan=False))
+    assert record["parent"]["quantity"] - record["filled"] == live.remaining("P1")
 
     restarted = ExecutionEngine()
-    restore_parent(restarted, record)
+    restarted.restore(record)
     assert restarted.remaining("P1") == live.remaining("P1")
     after = [c for a, b in zip(edges[crash_at:-1], edges[crash_at + 1:], strict=True)
              for c in _step(restarted, book[a:b])]
@@ -68,8 +68,8 @@ def test_restore_keeps_fill_dedupe_and_status() -> None:
     eng.on_fill(fill)
     eng.cancel("P1")
     again = ExecutionEngine()
-    restore_parent(again, export_parent(eng, "P1"))
-    assert again.on_fill(fill) is False
+    again.restore(eng.snapshot("P1"))
+    assert again.on_fill(fill) is FillOutcome.DUPLICATE
     assert again.parents["P1"].status == "cancelled" and again.active() == []
     assert again.remaining("P1") == 2900.0
 
@@ -78,6 +78,6 @@ def test_restore_rejects_unknown_versions() -> None:
     parent, _, _ = _setup()
     eng = ExecutionEngine()
     eng.submit(parent)
-    record = export_parent(eng, "P1") | {"version": 99}
+    record = eng.snapshot("P1") | {"version": 99}
     with pytest.raises(ValueError, match="version"):
-        restore_parent(ExecutionEngine(), record)
+        ExecutionEngine().restore(record)

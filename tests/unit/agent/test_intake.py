@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.app.config import TopicsSection
 from agent.core.errors import DataError
 from agent.live.intake import Intake
 from agent.live.metrics import AgentMetrics
+from agent.live.settings import TopicsSection
 from feeds.ports import Record
 from feeds.wire import codec
 

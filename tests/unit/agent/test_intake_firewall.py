@@ -6,7 +6,6 @@ import json
 
 from prometheus_client import CollectorRegistry
 
-from agent.app.config import ServiceSection, TopicsSection
 from agent.core.engine import EngineSettings, ExecutionEngine
 from agent.core.model import Fill
 from agent.live.engine_step import EngineDriver
@@ -21,6 +20,7 @@ from agent.live.intake import (
     Intake,
 )
 from agent.live.metrics import AgentMetrics
+from agent.live.settings import ServiceSection, TopicsSection
 from feeds.ports import DLQ_ERROR_HEADER, Record
 
 NS = 1_000_000_000

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.core.mpc.qp import LotRounder
+from agent.core.mpc.rounding import LotRounder
 
 
 def test_round_fractional_plan_carries_residual_into_next_periods() -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from agent.app.cli import main
+from agent.core.mpc.offline import plan_offline
 from agent.core.mpc.oracle import model_cost, solve_separable_exact
-from agent.core.mpc.qp import plan_offline
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 FROG = DATA / "FROG_2025-04-03.mbp10.csv.gz"

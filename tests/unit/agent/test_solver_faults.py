@@ -77,7 +77,7 @@ def _run_engine(engine: ExecutionEngine, parent: ParentOrder) -> list[float]:
     sent: list[float] = []
     for k in range(parent.n_periods):
         chunk = book[k * 60:(k + 1) * 60]
-        for child in engine.on_book(chunk, symbol=parent.symbol):
+        for child in engine.on_book(chunk, symbol=parent.symbol).children:
             sent.append(child.quantity)
             engine.on_fill(Fill(f"f{k}", child.child_order_id, parent.parent_id, child.quantity,
                                 child.limit_price, int(chunk.ts_event[0])))
@@ -98,8 +98,10 @@ def test_engine_with_a_failing_solver_still_completes_the_parent_and_counts_fall
 
 
 def test_engine_nan_impact_forecast_falls_back_and_keeps_trading(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.core import decision
+
     engine = ExecutionEngine(EngineSettings())
-    real = engine._impact_forecast
+    real = decision.impact_forecast
 
     def poisoned(*args: object, **kw: object) -> tuple[np.ndarray, np.ndarray]:
         beta, gamma = real(*args, **kw)  # type: ignore[arg-type]
@@ -107,7 +109,7 @@ def test_engine_nan_impact_forecast_falls_back_and_keeps_trading(monkeypatch: py
         beta[-1] = np.nan
         return beta, gamma
 
-    monkeypatch.setattr(engine, "_impact_forecast", poisoned)
+    monkeypatch.setattr(decision, "impact_forecast", poisoned)
     parent = ParentOrder("P1", "TEST", "buy", 3000.0, T0, T0 + 600 * NS, period_s=60.0, max_participation=0.5)
     sent = _run_engine(engine, parent)
     assert engine.parents["P1"].status == "completed" and sum(sent) == pytest.approx(3000.0)

@@ -11,8 +11,9 @@ import pytest
 
 from agent.core.errors import SchemaError
 from feeds.book import BookBatch
+from feeds.files.convert import convert_to_parquet
 from feeds.files.databento_csv import iter_csv
-from feeds.files.parquet import SCHEMA_NAME, convert_to_parquet, iter_parquet, write_parquet
+from feeds.files.parquet import SCHEMA_NAME, iter_parquet, write_parquet
 from tests.unit.feeds.feeds_samples import FROG, require
 
 FIELDS = ("ts_event", "ts_recv", "symbol", "action", "side", "price", "size", "bid_px", "bid_sz", "ask_px", "ask_sz")

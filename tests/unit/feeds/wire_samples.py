@@ -42,8 +42,7 @@ def sample_messages() -> list[tuple[bytes, WireMessage]]:
         (b"P1", FillMsg(fill_id="F1", child_order_id="P1:3", parent_id="P1", quantity=150.0,
                         price=10.03, ts_event=T0 + 181 * 10**9)),
         (b"P1", AgentStateMsg(
-            parent_id="P1", ts_event=T0 + 181 * 10**9, parent=parent, remaining=4250.0,
-            filled_quantity=750.0, period_index=3, fills_seen=["F1"], last_plan=[180.0, 150.0],
-            agent_id="a1", engine={"version": 1, "impact": {"beta": 0.005, "weights": [0.5, 0.25]}},
+            parent_id="P1", ts_event=T0 + 181 * 10**9, remaining=4250.0, filled_quantity=750.0,
+            agent_id="a1", engine={"version": 2, "fill_ids": ["F1"], "last_plan": [180.0, 150.0]},
         )),
     ]

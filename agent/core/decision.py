@@ -1,0 +1,115 @@
+"""One decision of one parent order on one snapshot row: forecasts -> policy -> risk -> child order.
+
+Called by :meth:`agent.core.engine.ExecutionEngine.on_book` on the first
+tradable row at or after the parent's next period boundary:
+
+1. the period index ``k`` from event time (a parent past its end expires);
+2. pre-trade book checks (stale, crossed, locked, empty; the kill switch):
+   a refused book skips the period, recorded with its reason;
+3. forecasts over the remaining periods, per slot: impact ``beta_k, gamma_k``
+   (gamma floored by ``min_convexity``), volume ``V_k`` (cap
+   ``max_participation * V_k``) and ``sigma`` -- all in the parent's own period;
+4. the policy's plan; its first slot clamped (remaining, cap, max child),
+   rounded to the lot with carry, and priced (IOC limit through the levels it
+   needs plus slippage, never past the parent's limit).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.core import risk
+from agent.core.forecast.profile import IntradayProfile
+from agent.core.market import SymbolMarket
+from agent.core.model import BookLike, ChildOrder, FloatArray, ImpactParams, child_order_id
+from agent.core.parent_state import EXPIRED, BookResult, ParentState
+from agent.core.policy import DecisionInput, DecisionRecord, EngineSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a decision reads of the engine (settings, profile, clock, kill switch) and its counters."""
+
+    settings: EngineSettings
+    profile: IntradayProfile | None
+    clock: Callable[[], int] | None
+    kill_switch: bool
+    counters: Counter[str]
+
+
+def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i: int,
+           now_ns: int | None, out: BookResult) -> None:
+    """Decide period ``k`` of ``st`` on row ``i`` of ``batch``; append to ``out`` (see the module docstring)."""
+    p, s = st.parent, eng.settings
+    ts = int(batch.ts_event[i])
+    k = int((ts - p.start_ns) // p.period_ns)
+    if k >= p.n_periods or ts >= p.end_ns:
+        st.finish(EXPIRED)
+        eng.counters["parent_expired"] += 1
+        return
+    st.next_period = k + 1
+    traded = mkt.cum_volume - st.cum_volume_at_decision if k > 0 else 0.0
+    st.cum_volume_at_decision = mkt.cum_volume
+    remaining, periods_left = st.remaining, p.n_periods - k
+    bid, ask = float(batch.bid_px[i, 0]), float(batch.ask_px[i, 0])
+    mid = 0.5 * (bid + ask)
+    age_ms = 0.0 if now_ns is None else (now_ns - ts) / 1e6
+    reason = risk.book_reject_reason(bid, float(batch.bid_sz[i, 0]), ask, float(batch.ask_sz[i, 0]),
+                                     age_ms, s.risk)
+    if eng.kill_switch:
+        reason = risk.KILL_SWITCH
+    if reason is not None:
+        eng.counters[f"skipped:{reason}"] += 1
+        out.decisions.append(DecisionRecord(p.parent_id, k, ts, remaining, 0.0, 0.0, 0.0, float("nan"),
+                                            float("nan"), float("nan"), mid, None, reason))
+        return
+    beta, gamma = impact_forecast(eng, st, periods_left, ts, remaining)
+    vol = mkt.volume.forecast(periods_left, ts_ns=ts, profile=eng.profile, period_s=p.period_s)
+    part = p.max_participation if p.max_participation is not None else s.max_participation
+    cap = np.where(vol > 0, part * vol, np.inf)
+    sigma = mkt.volatility.sigma(p.period_s)
+    max_child = s.max_child_multiple * remaining / periods_left
+    d = DecisionInput(p, k, periods_left, remaining, st.filled, beta, gamma, cap, vol, sigma, mid, ts,
+                      traded, max_child)
+    plan = st.policy.decide(d)
+    if plan.fallback:
+        eng.counters[f"fallback:{plan.fallback}"] += 1
+    planned = float(plan.schedule[0]) if len(plan.schedule) else 0.0
+    st.last_plan = tuple(float(x) for x in plan.schedule)
+    clamped = risk.clamp_child_quantity(planned, remaining, float(cap[0]), s.risk)
+    qty = st.rounder.round(clamped, remaining)
+    if qty > clamped + 1e-9:  # rounding up (carry) must not break the cap: whole lots below it
+        qty = float(p.lot_size * np.floor(clamped / p.lot_size + 1e-9))
+    side_px, side_sz = (batch.ask_px[i], batch.ask_sz[i]) if p.side == "buy" else (batch.bid_px[i], batch.bid_sz[i])
+    limit = risk.child_limit_price(p.side, side_px, side_sz, qty, s.risk, p.limit_price)
+    out.decisions.append(DecisionRecord(p.parent_id, k, ts, remaining, planned, qty, float(cap[0]),
+                                        float(beta[0]), float(gamma[0]), sigma, mid, plan))
+    if qty <= 0 or limit is None:
+        eng.counters["no_child" if qty <= 0 else f"skipped:{risk.LIMIT_PRICE}"] += 1
+        return
+    eng.counters["child_orders"] += 1
+    st.last_child_ts = ts
+    out.children.append(ChildOrder(
+        child_order_id=child_order_id(p.parent_id, k), parent_id=p.parent_id, symbol=p.symbol,
+        side=p.side, quantity=qty, limit_price=limit, period_index=k, ts_event=ts,
+        ts_init=eng.clock() if eng.clock else ts, remaining_before=remaining,
+        plan=tuple(float(x) for x in plan.schedule[:5]), solver=plan.solver,
+        impact=ImpactParams(float(beta[0]), float(gamma[0])),
+    ))
+
+
+def impact_forecast(eng: Context, st: ParentState, periods_left: int, ts: int,
+                    remaining: float) -> tuple[FloatArray, FloatArray]:
+    """``beta, gamma`` per remaining period, gamma floored at ``min_convexity * beta / max(R / P, lot)``."""
+    p, s = st.parent, eng.settings
+    beta, gamma = st.impact.forecast(periods_left, ts_ns=ts, period_s=p.period_s, profile=eng.profile)
+    if st.impact_now is not None:
+        now = st.impact_now.current()
+        beta, gamma = beta.copy(), gamma.copy()
+        beta[0], gamma[0] = now.beta, now.gamma
+    floor = s.min_convexity * beta / max(remaining / periods_left, p.lot_size)
+    return beta, np.maximum(gamma, floor)

@@ -1,0 +1,76 @@
+"""What the engine keeps per parent order, and the outcomes of feeding it.
+
+:class:`ParentState` is the engine's record of one parent order: progress
+from fills only (``filled``, ``notional``; fills de-duplicated on ``fill_id``
+in one set, here), the next period to decide, the lot-rounding carry, the last
+plan and its lifecycle ``status``. :class:`BookResult` is what
+``ExecutionEngine.on_book`` returns; :class:`FillOutcome` what ``on_fill`` says.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from agent.core.impact.parent_fit import ParentImpact
+from agent.core.model import ChildOrder, ParentOrder
+from agent.core.mpc.rounding import LotRounder
+from agent.core.policy import DecisionRecord, Policy
+
+ACTIVE, COMPLETED, CANCELLED, EXPIRED = "active", "completed", "cancelled", "expired"
+STATUSES = (ACTIVE, COMPLETED, CANCELLED, EXPIRED)
+
+
+class FillOutcome(enum.Enum):
+    """What :meth:`agent.core.engine.ExecutionEngine.on_fill` did with a fill."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # fill_id seen before for this parent (redelivery): ignored
+    UNKNOWN_PARENT = "unknown_parent"
+    PARENT_DONE = "parent_done"  # the parent completed: nothing left to fill
+
+
+@dataclass(slots=True)
+class ParentState:
+    """The engine's record of one parent order (see the module docstring)."""
+
+    parent: ParentOrder
+    policy: Policy
+    impact: ParentImpact
+    impact_now: ParentImpact | None
+    rounder: LotRounder
+    filled: float = 0.0
+    notional: float = 0.0
+    next_period: int = 0
+    status: str = ACTIVE
+    cum_volume_at_decision: float = 0.0
+    fill_ids: set[str] = field(default_factory=set)
+    last_plan: tuple[float, ...] = ()
+    last_child_ts: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status != ACTIVE
+
+    def finish(self, status: str) -> None:
+        self.status = status
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.parent.quantity - self.filled)
+
+    @property
+    def average_price(self) -> float | None:
+        return self.notional / self.filled if self.filled else None
+
+
+@dataclass(slots=True)
+class BookResult:
+    """What one ``on_book`` call decided: child orders and every decision record (skips included)."""
+
+    children: list[ChildOrder] = field(default_factory=list)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+
+    def extend(self, other: BookResult) -> None:
+        self.children.extend(other.children)
+        self.decisions.extend(other.decisions)
