@@ -29,9 +29,13 @@ intraday profile factor of their time of day (deseasonalised). It keeps
       rho_l = clip((S_xy + n_0 rho_0 S_xx / n) / (S_xx + n_0 S_xx / n), 0, 1 - 1e-9)
             = clip((n rho_ols + n_0 rho_0) / (n + n_0), 0, 1 - 1e-9)
 
-  (``rho_l = rho_0`` before any pair). ``rho_0 = 2^{-l / prior_half_life_s}``;
-  the default prior half-life is infinite (``rho_0 = 1``: no reversion until
-  the data shows it, so a cold start plans like a flat forecast).
+  (``rho_l = rho_0`` before any pair). ``rho_0 = 2^{-l / prior_half_life_s}``.
+  The defaults make a cold start behave like the earlier (EWMA) model: for
+  the cost an infinite prior half-life (``rho_0 = 1``: a deviation persists,
+  so every slot is priced like now and the plan is an even split: no timing
+  bet without evidence); for the volume a zero one (``rho_0 = 0``: the
+  level, as the EWMA caps had it -- persistence one would turn one quiet
+  minute into a near-zero cap for the whole horizon).
 
 Relative rather than log deviations: the planner's cost is linear in
 ``beta`` (and in ``gamma``), so what it needs is the conditional *mean* in
@@ -49,7 +53,7 @@ so the overlapping pairs of a lag ``m > 1`` use all the data.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -71,7 +75,8 @@ class ReversionSettings:
     persistence is estimated (one minute: the default period); ``level_half_life_s``
     the long-run level's half-life; ``memory_half_life_s`` the forgetting of
     the persistence statistics; ``prior_half_life_s`` / ``prior_s`` the prior
-    on the deviation's half-life and its weight in seconds of data;
+    on the deviation's half-life and its weight in seconds of data
+    (``volume_prior_half_life_s`` for the volume; see the module docstring);
     ``deviation_cap`` the winsorisation of relative deviations; ``max_gap_s``
     the longest gap between events still counted as session time.
     """
@@ -81,15 +86,17 @@ class ReversionSettings:
     level_half_life_s: float = 1800.0
     memory_half_life_s: float = 7200.0
     prior_half_life_s: float = math.inf
+    volume_prior_half_life_s: float = 0.0
     prior_s: float = 600.0
     deviation_cap: float = 3.0
     max_gap_s: float = 900.0
 
     def __post_init__(self) -> None:
         positive = (self.sample_s, self.lag_s, self.level_half_life_s, self.memory_half_life_s,
-                    self.prior_half_life_s, self.deviation_cap, self.max_gap_s)
-        if not all(v > 0 for v in positive) or not self.prior_s >= 0:
-            raise ValueError("reversion settings must be positive (prior_s non-negative)")
+                    self.deviation_cap, self.max_gap_s)
+        non_negative = (self.prior_half_life_s, self.volume_prior_half_life_s, self.prior_s)
+        if not all(v > 0 for v in positive) or not all(v >= 0 for v in non_negative):
+            raise ValueError("reversion settings must be positive (priors non-negative)")
 
     @property
     def lag_samples(self) -> int:
@@ -102,8 +109,13 @@ class ReversionSettings:
 
     @property
     def prior_rho(self) -> float:
-        """``rho_0 = 2^(-l / prior_half_life_s)`` at the effective lag ``l = m * sample_s``."""
-        return min(RHO_MAX, math.exp2(-self.lag_samples * self.sample_s / self.prior_half_life_s))
+        """``rho_0 = 2^(-l / prior_half_life_s)`` at the lag ``l = m * sample_s`` (0 for a zero half-life)."""
+        h = self.prior_half_life_s
+        return min(RHO_MAX, math.exp2(-self.lag_samples * self.sample_s / h)) if h > 0 else 0.0
+
+    def for_volume(self) -> ReversionSettings:
+        """The same settings with the volume's prior half-life as the prior."""
+        return replace(self, prior_half_life_s=self.volume_prior_half_life_s)
 
 
 class ReversionEstimator:

@@ -1,4 +1,4 @@
-"""CostForecaster: slot 0 from the book now, reversion to the level after, and what the QP does with it."""
+"""BookSampler + ParentForecaster: slot 0 from the book now, reversion to the level after, and what the QP does."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from agent.core.forecast.cost_forecast import CostForecaster, fit_rows, floor_gamma
+from agent.core.forecast.cost_forecast import ParentForecaster, SlotForecast, fit_rows, floor_gamma
 from agent.core.forecast.profile import IntradayProfile
-from agent.core.forecast.reversion import ReversionSettings
+from agent.core.forecast.reversion import ReversionEstimator, ReversionSettings
+from agent.core.forecast.sampler import BookSampler
 from agent.core.impact.curves import cost_curves, curves_from_book, default_sizes
 from agent.core.impact.fit import fit_quadratic
-from agent.core.model import ParentOrder
+from agent.core.model import ImpactParams, ParentOrder
 from agent.core.policy import DecisionInput, EngineSettings, MPCPolicy
 from feeds.book import BookBatch
 
@@ -49,7 +50,30 @@ PARENT = ParentOrder(parent_id="p", symbol="TEST", side="buy", quantity=6_000.0,
                      start_ns=T0 + 3_600 * NS, end_ns=T0 + 3_600 * NS + 30 * 60 * NS, period_s=60.0)
 
 
-def plan(fc: CostForecaster, now_book: BookBatch, *, remaining: float = PARENT.quantity, periods: int = 30,
+class Forecaster:
+    """A symbol's sampler and one parent's forecaster, as the engine holds them."""
+
+    def __init__(self, profile: IntradayProfile | None = None,
+                 settings: ReversionSettings | None = None) -> None:
+        self.sampler = BookSampler(settings, profile=profile)
+        self.parent = ParentForecaster("buy", default_sizes(PARENT.quantity, PARENT.n_periods), settings,
+                                       profile=profile)
+
+    def update(self, b: BookBatch) -> None:
+        self.sampler.update(b)
+
+    def now(self, b: BookBatch, i: int) -> ImpactParams:
+        return self.parent.now(self.sampler, b, i)
+
+    def forecast(self, now: ImpactParams, n: int, *, ts_ns: int, period_s: float) -> SlotForecast:
+        return self.parent.forecast(now, self.sampler, n, ts_ns=ts_ns, period_s=period_s)
+
+    def estimator(self, kind: str) -> ReversionEstimator:
+        self.parent.catch_up(self.sampler)
+        return self.sampler.volume if kind == "volume" else self.parent.est[kind]
+
+
+def plan(fc: Forecaster, now_book: BookBatch, *, remaining: float = PARENT.quantity, periods: int = 30,
          participation: float = 0.2, settings: EngineSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
     """What the engine does at one decision: forecast, convexity floor, caps, trust region, MPC QP."""
     s = settings or EngineSettings()
@@ -65,8 +89,8 @@ def plan(fc: CostForecaster, now_book: BookBatch, *, remaining: float = PARENT.q
     return MPCPolicy(PARENT, s).decide(d).schedule, cap
 
 
-def warm(seconds: int, spreads: np.ndarray | None = None, **kw: float) -> CostForecaster:
-    fc = CostForecaster("buy", default_sizes(PARENT.quantity, PARENT.n_periods), **kw)  # type: ignore[arg-type]
+def warm(seconds: int, spreads: np.ndarray | None = None) -> Forecaster:
+    fc = Forecaster()
     fc.update(book(spreads if spreads is not None else np.full(seconds, 3.0)))
     return fc
 
@@ -89,8 +113,9 @@ def test_slot_zero_is_the_decision_snapshots_own_fit() -> None:
     fc = warm(1_800, iid_spreads(1_800, 1))
     now_book = book(np.array([1.0]), start_s=1_800.0, depth=80.0)
     now = fc.now(now_book, 0)
-    f = fit_quadratic(fc.sizes, cost_curves(now_book.bid_px, now_book.bid_sz, now_book.ask_px,
-                                            now_book.ask_sz, fc.sizes, side="buy").cost[0])
+    sizes = fc.parent.sizes
+    f = fit_quadratic(sizes, cost_curves(now_book.bid_px, now_book.bid_sz, now_book.ask_px,
+                                         now_book.ask_sz, sizes, side="buy").cost[0])
     assert (now.beta, now.gamma) == pytest.approx((f.beta, f.gamma))
     fcast = fc.forecast(now, 30, ts_ns=int(now_book.ts_event[0]), period_s=60.0)
     assert fcast.beta[0] == now.beta and fcast.gamma[0] == now.gamma
@@ -121,7 +146,7 @@ def test_profile_shapes_the_level_and_the_deviation_is_measured_at_the_current_t
     prof = IntradayProfile(bucket_s=1_800.0, centres_s=centres,
                            factors={"beta": np.array([1.0, 1.0, 2.0]), "gamma": np.ones(3),
                                     "volume": np.ones(3), "sigma": np.ones(3)})
-    fc = CostForecaster("buy", default_sizes(6_000.0, 30), profile=prof)
+    fc = Forecaster(profile=prof)
     fc.update(book(np.full(3_600, 3.0)))
     now_book = book(np.array([3.0]), start_s=3_600.0)
     f = fc.forecast(fc.now(now_book, 0), 120, ts_ns=int(now_book.ts_event[0]), period_s=60.0)
@@ -174,7 +199,7 @@ def test_without_evidence_of_reversion_a_cheap_book_is_expected_to_persist() -> 
 def test_volume_forecast_reverts_from_the_last_window_to_the_level() -> None:
     busy = book(np.full(60, 3.0), start_s=3_600.0, trade_every=1)  # 100 shares/s in the last minute
     noisy = np.random.default_rng(5)
-    fc = CostForecaster("buy", default_sizes(6_000.0, 30))
+    fc = Forecaster()
     sizes = noisy.choice([2, 10, 50], size=360)  # volume redrawn every 10 s: reverts fast
     for j, every in enumerate(sizes):
         fc.update(book(np.full(10, 3.0), start_s=10.0 * j, trade_every=int(every)))
@@ -188,34 +213,47 @@ def test_volume_forecast_reverts_from_the_last_window_to_the_level() -> None:
 
 
 def test_chunking_and_a_state_round_trip_change_nothing() -> None:
-    spreads = iid_spreads(2_400, 6)
-    b = book(spreads)
-    one = CostForecaster("buy", default_sizes(6_000.0, 30))
+    b = book(iid_spreads(2_400, 6))
+    one = Forecaster()
     one.update(b)
-    chunked = CostForecaster("buy", default_sizes(6_000.0, 30))
+    chunked, restored = Forecaster(), Forecaster()
     cuts = np.sort(np.random.default_rng(7).choice(np.arange(1, 2_399), 60, replace=False))
     parts = np.split(np.arange(2_400), cuts)
-    for p in parts[:30]:
+    for j, p in enumerate(parts[:30]):
         chunked.update(b[p[0]:p[-1] + 1])
-    restored = CostForecaster.from_state(json.loads(json.dumps(chunked.state(), allow_nan=False)))
+        if j % 7 == 0:  # a decision now and then: the parent catches up in between
+            chunked.parent.catch_up(chunked.sampler)
+    chunked.parent.catch_up(chunked.sampler)  # the record is written after a decision (rows are memory only)
+    restored.parent = ParentForecaster.from_state(
+        json.loads(json.dumps(chunked.parent.state(), allow_nan=False)))
+    restored.sampler = BookSampler.from_state(json.loads(json.dumps(chunked.sampler.state(), allow_nan=False)))
     for p in parts[30:]:
         chunked.update(b[p[0]:p[-1] + 1])
         restored.update(b[p[0]:p[-1] + 1])
-    want = one.state()
-    for got in (chunked.state(), restored.state()):
-        for kind in ("beta", "gamma", "volume"):
-            a, w = got["estimators"][kind], want["estimators"][kind]
+    for kind in ("beta", "gamma", "volume"):
+        w = one.estimator(kind).state()
+        for got in (chunked.estimator(kind).state(), restored.estimator(kind).state()):
             for key in ("level_sum", "level_weight", "sxy", "sxx", "pairs"):
-                assert a[key] == pytest.approx(w[key], rel=1e-9), (kind, key)
-            assert a["samples"] == w["samples"]
-            assert [k for k, _ in a["recent"]] == [k for k, _ in w["recent"]]
-            assert [v for _, v in a["recent"]] == pytest.approx([v for _, v in w["recent"]], rel=1e-9)
+                assert got[key] == pytest.approx(w[key], rel=1e-9), (kind, key)
+            assert got["samples"] == w["samples"]
+            assert [k for k, _ in got["recent"]] == [k for k, _ in w["recent"]]
+            assert [v for _, v in got["recent"]] == pytest.approx([v for _, v in w["recent"]], rel=1e-9)
+
+
+def test_a_parent_submitted_later_finds_the_recent_history() -> None:
+    fc = warm(3_600, iid_spreads(3_600, 8))
+    late = ParentForecaster("buy", fc.parent.sizes)
+    late.catch_up(fc.sampler)
+    assert late.est["beta"].samples == fc.estimator("beta").samples == 360  # grid times 0..3590 s
+    short = BookSampler(history_s=600.0)
+    short.update(book(iid_spreads(3_600, 8)))
+    assert short.rows_after(None)[0].size == 60  # only the last ten minutes are kept
 
 
 def test_samples_skip_an_overnight_gap() -> None:
-    settings = ReversionSettings()
-    fc = CostForecaster("buy", default_sizes(6_000.0, 30), settings)
+    fc = Forecaster()
     fc.update(book(np.full(600, 3.0)))
+    fc.parent.catch_up(fc.sampler)  # a decision before the night (the sampler keeps two hours)
     fc.update(book(np.full(600, 3.0), start_s=20 * 3_600.0))  # 20 h later
     # 60 grid points in each ten-minute stretch; the ~7,000 inside the gap are stale
     assert fc.estimator("beta").samples == 2 * 60
