@@ -76,8 +76,9 @@ class ExecutionEngine:
         self._symbols: dict[str, SymbolMarket] = {}
         self.counters: Counter[str] = Counter()
         s = self.settings
-        half_lives = (s.impact_half_life_s,) + (() if s.impact_now_half_life_s is None
-                                                 else (s.impact_now_half_life_s,))
+        half_lives = (() if s.forecast == "reverting"  # the EW curves feed only the ewma forecast
+                      else (s.impact_half_life_s,) + (() if s.impact_now_half_life_s is None
+                                                      else (s.impact_now_half_life_s,)))
         self._market_settings = MarketSettings(half_lives, s.volume_half_life_s, s.volatility_half_life_s,
                                                s.penalty_ticks, s.tick,
                                                s.reversion if s.forecast == "reverting" else None)

@@ -74,7 +74,12 @@ class BookSampler:
 
     def rows_after(self, index: int | None) -> tuple[IntArray, FloatArray]:
         """Stored samples with grid index > ``index`` (all stored when None): (indices, rows)."""
-        parts = [(i, r) for i, r in self._store if index is None or i[-1] > index]
+        parts: list[tuple[IntArray, FloatArray]] = []
+        for i, r in reversed(self._store):  # newest first: a parent usually wants the last few
+            if index is not None and i[-1] <= index:
+                break
+            parts.append((i, r))
+        parts.reverse()
         if not parts:
             return np.zeros(0, np.int64), np.zeros((0, 4, 0))
         idx, rows = np.concatenate([i for i, _ in parts]), np.concatenate([r for _, r in parts])
