@@ -104,7 +104,7 @@ class ReversionSection(Section):
     CORE_NAMES: ClassVar[dict[str, str]] = {}
     sample_s: float = Field(default=10.0, gt=0, description="book sampling grid")
     lag_s: float = Field(default=60.0, gt=0, description="lag of the persistence estimate")
-    level_half_life_s: float = Field(default=1800.0, gt=0)
+    level_half_life_s: float = Field(default=300.0, gt=0)
     memory_half_life_s: float = Field(default=7200.0, gt=0, description="forgetting of the AR(1) statistics")
     prior_half_life_s: float = Field(default=float("inf"), ge=0, description="prior deviation half-life "
                                      "(inf: no reversion until the data shows it)")

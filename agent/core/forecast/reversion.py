@@ -73,7 +73,10 @@ class ReversionSettings:
 
     ``sample_s`` is the sampling grid of the book; ``lag_s`` the lag at which
     persistence is estimated (one minute: the default period); ``level_half_life_s``
-    the long-run level's half-life; ``memory_half_life_s`` the forgetting of
+    the long-run level's half-life (300 s: without an intraday profile the level
+    must follow the intraday shape itself -- a 30-minute half-life lags the
+    U-shape by most of an hour and biased FROG's level up by ~4 bps; with a
+    profile a slower level is as good, see ``bench/mpc_ablation.py``); ``memory_half_life_s`` the forgetting of
     the persistence statistics; ``prior_half_life_s`` / ``prior_s`` the prior
     on the deviation's half-life and its weight in seconds of data
     (``volume_prior_half_life_s`` for the volume; see the module docstring);
@@ -83,7 +86,7 @@ class ReversionSettings:
 
     sample_s: float = 10.0
     lag_s: float = 60.0
-    level_half_life_s: float = 1800.0
+    level_half_life_s: float = 300.0
     memory_half_life_s: float = 7200.0
     prior_half_life_s: float = math.inf
     volume_prior_half_life_s: float = 0.0
