@@ -11,7 +11,7 @@ Variants (``EngineSettings``; everything else at its default)
     ``reverting``: slot 0 from the decision snapshot's own book walk, later slots reverting to the
     level at the persistence estimated online, volume likewise (the new default);
     ``... + profile``: the same with the intraday profile of the history days;
-    ``reverting, slow level (1800 s)``: the reverting forecast with a 30-minute level half-life.
+    ``reverting L1800``: the reverting forecast with a 30-minute level half-life (the default is 300 s).
 Cases
     buy and sell; 30- and 60-minute windows (``--starts`` per day, spread over the session);
     two sizes, each a share of the window's own market volume (``--sizes``, default 5% and 10%:
@@ -61,7 +61,7 @@ VARIANTS: dict[str, tuple[EngineSettings, bool]] = {  # name -> (settings, with 
     "ewma + profile": (EngineSettings(forecast="ewma"), True),
     "reverting": (EngineSettings(forecast="reverting"), False),
     "reverting + profile": (EngineSettings(forecast="reverting"), True),
-    "reverting, slow level (1800 s)": (EngineSettings(reversion=ReversionSettings(level_half_life_s=1800.0)), False),
+    "reverting L1800": (EngineSettings(reversion=ReversionSettings(level_half_life_s=1800.0)), False),
 }
 
 
