@@ -6,7 +6,11 @@
   against the TWAP line and the market's cumulative volume scaled to ``Q``.
 - ``impact.png``: the MPC's impact inputs at each decision over the day
   (``beta`` in cents per share and ``gamma``), all windows.
-- ``costs.png``: implementation shortfall (bps) per strategy across windows.
+- ``costs.png``: controllable cost (spread + impact) and implementation
+  shortfall (bps) per strategy across windows.
+- ``paired.png``: per-window paired differences MPC - TWAP and MPC - VWAP,
+  controllable cost and total shortfall, one point per window, with the mean
+  and its bootstrap 95% interval (``summary["comparisons"]``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 
 from agent.core.model import NS_PER_S
 from replay.runner import ReplayResult
+from replay.session import local_time
 from replay.tca import Market
 
 
@@ -32,8 +37,8 @@ def _minutes(ts: np.ndarray, t0: int) -> np.ndarray:
 def plot_all(result: ReplayResult, summary: dict[str, Any], out: Path, market: Market) -> list[str]:
     """Write the PNGs into ``out``; return their file names."""
     out.mkdir(parents=True, exist_ok=True)
-    names = [_schedules(result, out, market), _cumulative(result, out, market),
-             _impact(result, out), _costs(summary, out)]
+    names = [_paired(summary, out), _costs(summary, out), _schedules(result, out, market),
+             _cumulative(result, out, market), _impact(result, out)]
     return [n for n in names if n]
 
 
@@ -120,17 +125,57 @@ def _impact(result: ReplayResult, out: Path) -> str:
 
 def _costs(summary: dict[str, Any], out: Path) -> str:
     names = list(summary["strategies"])
-    data = [[r["strategies"][n]["shortfall_bps"] for r in summary["runs"]] for n in names]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    if len(summary["runs"]) > 1:
-        ax.boxplot(data, showmeans=True)
-        ax.set_xticks(range(1, len(names) + 1), names)
-    else:
-        ax.bar(names, [d[0] for d in data], color="C0")
-    ax.axhline(0, color="k", lw=0.5)
-    ax.set_ylabel("implementation shortfall (bps of arrival mid)")
-    ax.set_title(f"Cost per strategy across {len(summary['runs'])} window(s)")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    for ax, key, label in ((axes[0], "controllable_bps", "controllable: spread + impact (bps)"),
+                           (axes[1], "shortfall_bps", "implementation shortfall (bps)")):
+        data = [[r["strategies"][n][key] for r in summary["runs"]] for n in names]
+        if len(summary["runs"]) > 1:
+            ax.boxplot(data, showmeans=True)
+            ax.set_xticks(range(1, len(names) + 1), names)
+        else:
+            ax.bar(names, [d[0] for d in data], color="C0")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_ylabel(label)
+    fig.suptitle(f"Cost per strategy across {len(summary['runs'])} window(s), bps of arrival notional")
     fig.tight_layout()
     fig.savefig(out / "costs.png", dpi=90)
     plt.close(fig)
     return "costs.png"
+
+
+PAIRED_BENCHMARKS: tuple[str, ...] = ("twap", "vwap")
+
+
+def _paired(summary: dict[str, Any], out: Path) -> str:
+    """Per-window MPC - benchmark differences with the mean and its 95% interval (two panels)."""
+    comps = {b: summary["comparisons"][f"mpc-{b}"] for b in PAIRED_BENCHMARKS
+             if f"mpc-{b}" in summary.get("comparisons", {})}
+    if not comps:
+        return ""
+    n = summary["windows"]
+    labels = [local_time(r["start"], summary.get("tz", "UTC")) for r in summary["runs"]]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))  # own scales: drift would flatten the controllable
+    panels = ((axes[0], "controllable (spread + impact)", lambda c: c["controllable_bps"]),
+              (axes[1], "total shortfall", lambda c: c))
+    for ax, title, pick in panels:
+        for j, (bench, c) in enumerate(comps.items()):
+            d, off = pick(c), 0.15 * (j - (len(comps) - 1) / 2)
+            ax.plot(np.arange(n) + off, d["differences_bps"], "o", color=f"C{j}", ms=5,
+                    label=f"MPC - {bench.upper()}")
+            if d["mean_bps"] is not None:
+                lo, hi = d["ci95_bps"] or (d["mean_bps"], d["mean_bps"])
+                ax.errorbar([n + 0.5 + off], [d["mean_bps"]], yerr=[[d["mean_bps"] - lo], [hi - d["mean_bps"]]],
+                            fmt="D", color=f"C{j}", capsize=4, ms=6)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.axvline(n - 0.25, color="0.7", lw=0.6, ls=":")
+        ax.set_xticks([*range(n), n + 0.5], [*labels, "mean\n95% CI"], fontsize=8,
+                      rotation=45 if n > 8 else 0)
+        ax.set_title(title)
+        ax.set_xlabel(f"window start ({summary.get('tz', 'UTC')})")
+        ax.set_ylabel("MPC minus benchmark, bps (< 0: MPC cheaper)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Paired by window: {n} window(s) of {summary['window_minutes']:.0f} min")
+    fig.tight_layout()
+    fig.savefig(out / "paired.png", dpi=90)
+    plt.close(fig)
+    return "paired.png"

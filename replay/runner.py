@@ -82,6 +82,7 @@ class ReplaySpec:
             parent_id="replay", symbol=self.symbol, side=self.side, quantity=self.quantity,
             start_ns=self.start_ns, end_ns=self.end_ns, period_s=self.period_s,
             max_participation=self.max_participation, risk_aversion=self.risk_aversion,
+            lot_size=self.simulator.lot_shares,  # orders in the venue's lots
         )
 
     def parent(self, start_ns: int, end_ns: int, strategy: str) -> ParentOrder:

@@ -116,3 +116,9 @@ def resolve_window(days: TradingDays, start: str | None, end: str | None) -> tup
                          f"({datetime.fromtimestamp(s0 // NS_PER_S, days.tz):%H:%M}-"
                          f"{datetime.fromtimestamp(s1 // NS_PER_S, days.tz):%H:%M} {days.tz.key})")
     return a, b, s0, s1
+
+
+def local_time(iso_utc: str, tz: str, fmt: str = "%H:%M") -> str:
+    """An ISO-8601 UTC time (``...Z``, as in ``summary.json``) as wall-clock text in ``tz``."""
+    t = datetime.strptime(iso_utc[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=ZoneInfo("UTC"))
+    return t.astimezone(ZoneInfo(tz)).strftime(fmt)

@@ -26,9 +26,9 @@ Own-order depletion and recovery
 Recorded snapshots do not know about our orders, so the liquidity we take is
 kept in a ledger per book side and price. An execution at snapshot time
 ``t0`` that takes ``c`` shares at price ``p`` records ``(p, c, t0)``. At any
-snapshot at time ``t >= t0`` the visible size at ``p`` becomes::
+snapshot at time ``t >= t0`` our consumption still missing at ``p`` is::
 
-    s'(p, t) = max(0, s(p, t) - sum_e c_e * 2 ** (-(t - t0_e) / H))
+    c(p, t) = sum_e c_e * 2 ** (-(t - t0_e) / H)
 
 with ``H`` the recovery half-life (``recovery_half_life_s``). After one
 half-life half of what we took is back. ``H = 0`` means our consumption is
@@ -42,6 +42,21 @@ size falls below ``PRUNE_SHARES`` are dropped. Buy children consume (and are
 depleted on) the asks, sell children the bids. Executions are expected in
 non-decreasing time (one simulator per replay run, :meth:`reset` between
 runs); an earlier execution is still recorded, as its own entry.
+
+Whole lots
+----------
+The venue trades whole lots of ``b = lot_shares`` shares (1 = whole shares).
+What an order can take at a level is the visible size net of our consumption,
+rounded *down* to whole lots::
+
+    s'(p, t) = b * floor(max(0, s(p, t) - c(p, t)) / b)
+
+so a partly recovered lot is not available until it has fully come back, and
+a level showing an odd lot offers only its whole lots. Fills are therefore
+whole lots whenever the child's quantity is (the engine and the strategies
+send whole lots; only the odd-lot tail of a parent that is not a whole number
+of lots is filled as its own remainder). Sizes are integer multiples of
+``b`` computed as ``b * k`` with integer ``k``, never accumulated as fractions.
 
 Fees
 ----
@@ -63,6 +78,7 @@ from agent.core.model import NS_PER_S, BookLike, ChildOrder, Fill, FloatArray, I
 PRUNE_SHARES = 1e-6
 """Ledger entries whose decayed size is below this many shares are dropped."""
 
+_LOT_TOLERANCE = 1e-9  # fraction of a lot treated as float noise when flooring
 _PRICE_KEY_SCALE = 1e9  # prices are matched on integer nano-dollars
 
 
@@ -77,16 +93,14 @@ class SimulatorSettings:
     recovery_half_life_s : half-life of our consumed size at a price level
         (0 = forgotten immediately).
     fee_bps : fee on filled notional in basis points; negative is a rebate.
-    depletion_lot_shares : when > 0, the live consumption subtracted from a
-        level is rounded to the nearest multiple of this lot, so recovered
-        depth comes back in whole lots instead of fractions of a share
-        (0 = the exact formula of the module docstring).
+    lot_shares : the venue's lot; fills are whole lots of the depth left
+        after our own consumption (module docstring, "Whole lots").
     """
 
     latency_ms: float = 5.0
     recovery_half_life_s: float = 30.0
     fee_bps: float = 0.0
-    depletion_lot_shares: float = 0.0
+    lot_shares: float = 1.0
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.latency_ms) and self.latency_ms >= 0):
@@ -97,10 +111,8 @@ class SimulatorSettings:
             )
         if not np.isfinite(self.fee_bps):
             raise ValueError(f"fee_bps must be finite, got {self.fee_bps}")
-        if not (np.isfinite(self.depletion_lot_shares) and self.depletion_lot_shares >= 0):
-            raise ValueError(
-                f"depletion_lot_shares must be a finite number >= 0, got {self.depletion_lot_shares}"
-            )
+        if not (np.isfinite(self.lot_shares) and self.lot_shares > 0):
+            raise ValueError(f"lot_shares must be a finite number > 0, got {self.lot_shares}")
 
     @property
     def latency_ns(self) -> int:
@@ -214,13 +226,12 @@ class FillSimulator:
         return np.where(dt >= 0, out, 0.0)
 
     def depleted_levels(self, row: int, side: Side) -> tuple[FloatArray, FloatArray]:
-        """Levels an order of side ``side`` would meet at ``row``, net of our consumption.
+        """Levels an order of side ``side`` can take at ``row``: whole lots net of our consumption.
 
         ``side`` is the *order* side: ``"buy"`` returns the asks, ``"sell"`` the
-        bids. Sizes are ``max(0, s - sum_e c_e 2^(-(t - t0_e)/H))`` over ledger
-        entries at the same price with ``t0_e <= t`` (module docstring); with
-        ``depletion_lot_shares = b > 0`` the subtracted sum is rounded to
-        ``b * floor(sum / b + 1/2)``.
+        bids. Sizes are ``b * floor(max(0, s - c) / b)`` with ``c = sum_e c_e
+        2^(-(t - t0_e)/H)`` over ledger entries at the same price with ``t0_e
+        <= t`` and ``b`` the lot (module docstring).
 
         Returns
         -------
@@ -229,19 +240,18 @@ class FillSimulator:
         if not 0 <= row < len(self._ts):
             raise IndexError(f"row {row} outside the book (0..{len(self._ts) - 1})")
         px, sz = self._raw_levels(row, side)
-        px = px.copy()
         ledger = self._ledgers[side]
         if len(ledger) == 0:
-            return px, sz.copy()
-        t = self._ts[row]
-        live = ledger.qty * self._decay(t - ledger.t0)
-        keys = _price_keys(px)
-        match = keys[:, None] == ledger.key[None, :]
+            return px.copy(), self._whole_lots(sz)
+        live = ledger.qty * self._decay(self._ts[row] - ledger.t0)
+        match = _price_keys(px)[:, None] == ledger.key[None, :]
         taken = match.astype(np.float64) @ live
-        lot = self.settings.depletion_lot_shares
-        if lot > 0:
-            taken = lot * np.floor(taken / lot + 0.5)
-        return px, np.maximum(sz - taken, 0.0)
+        return px.copy(), self._whole_lots(np.maximum(sz - taken, 0.0))
+
+    def _whole_lots(self, sz: FloatArray) -> FloatArray:
+        """``b * floor(sz / b)``; a relative 1e-9 of a lot absorbs float noise (``299.9999999999`` is 300)."""
+        lot = self.settings.lot_shares
+        return lot * np.floor(sz / lot + _LOT_TOLERANCE)
 
     # ------------------------------------------------------------- execution
     def execute(self, child: ChildOrder, decision_ts_ns: int) -> list[Fill]:
@@ -278,32 +288,14 @@ class FillSimulator:
         stats.events_processed = max(stats.events_processed, row + 1)
         side = child.side
         px, sz = self.depleted_levels(row, side)
-        n_lv = len(px)
-        if n_lv == 0:
-            return []
-        cum, _ = walk_levels(
-            np.broadcast_to(px, (n_lv, n_lv)),
-            np.where(self._prefix, sz, 0.0),
-            qty,
-            float(child.limit_price),
-            buy=side == "buy",
-        )
-        take = cum.copy()
-        take[1:] -= cum[:-1]
+        take = self._walk(px, sz, qty, float(child.limit_price), side == "buy")
         touched = np.flatnonzero(take > 0)
         if len(touched) == 0:
             return []
         t_fill = int(self._ts[row])
         q_lv, p_lv = take[touched], px[touched]
         self._consume(side, p_lv, q_lv, t_fill)
-        notional = float(q_lv @ p_lv)
-        fee = self.settings.fee_bps * 1e-4 * notional
-        self.fees_dollars += fee
-        self.fees_by_parent[child.parent_id] = self.fees_by_parent.get(child.parent_id, 0.0) + fee
-        stats.filled_children += 1
-        stats.fills += len(touched)
-        stats.filled_quantity += float(q_lv.sum())
-        stats.notional_dollars += notional
+        self._account(child.parent_id, q_lv, p_lv)
         return [
             Fill(
                 fill_id=f"{child.child_order_id}:f{j}",
@@ -315,6 +307,29 @@ class FillSimulator:
             )
             for j, (q, p) in enumerate(zip(q_lv.tolist(), p_lv.tolist(), strict=True))
         ]
+
+    def _walk(self, px: FloatArray, sz: FloatArray, qty: float, limit: float, buy: bool) -> FloatArray:
+        """Shares taken at each level, ``q_k = F_k - F_{k-1}`` (module docstring)."""
+        n_lv = len(px)
+        if n_lv == 0:
+            return np.zeros(0)
+        cum, _ = walk_levels(np.broadcast_to(px, (n_lv, n_lv)), np.where(self._prefix, sz, 0.0), qty,
+                             limit, buy=buy)
+        take = cum.copy()
+        take[1:] -= cum[:-1]
+        return take
+
+    def _account(self, parent_id: str, q_lv: FloatArray, p_lv: FloatArray) -> None:
+        """Fees (``fee_bps`` of the notional) and fill statistics of one execution."""
+        notional = float(q_lv @ p_lv)
+        fee = self.settings.fee_bps * 1e-4 * notional
+        self.fees_dollars += fee
+        self.fees_by_parent[parent_id] = self.fees_by_parent.get(parent_id, 0.0) + fee
+        stats = self.stats
+        stats.filled_children += 1
+        stats.fills += len(q_lv)
+        stats.filled_quantity += float(q_lv.sum())
+        stats.notional_dollars += notional
 
     def _consume(self, side: Side, px: FloatArray, qty: FloatArray, t_ns: int) -> None:
         """Record ``qty`` taken at ``px`` at ``t_ns``: merge same-price entries, then prune."""

@@ -12,7 +12,13 @@ Q``) and the child order of period ``k`` is::
 
     x_k = clip(T_k - filled_k, 0, remaining_k)
 
-so a short (partial) fill is retried in later periods. Targets:
+so a short (partial) fill is retried in later periods. Targets are whole lots
+(``b`` = the parent's ``lot_size``): the *cumulative* target is rounded,
+``T'_k = b * rint(T_k / b)`` (capped at ``b * floor(Q / b)``; a target that
+reaches ``Q`` stays ``Q``), so each period's rounding is carried into the next
+one and the child orders are whole lots that add up to ``Q`` exactly (the
+counts are integers; a parent that is not a whole number of lots finishes with
+its odd tail). Fills are whole lots too, so ``x_k`` is. Targets:
 
 - ``twap``: ``T_k = Q (k + 1) / N``.
 - ``vwap``: ``T_k = Q sum_{j<=k} w_j / sum_j w_j`` with ``w_j`` the market
@@ -48,6 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from agent.core.model import NS_PER_S, FloatArray, ParentOrder, Plan, SolverInfo
 from agent.core.mpc.qp import RecedingHorizonQP
@@ -102,6 +109,29 @@ class VolumeCurve:
         return np.maximum(np.diff(c), 0.0)
 
 
+def whole_lots(targets: npt.ArrayLike, quantity: float, lot: float) -> FloatArray:
+    """Cumulative targets rounded to whole lots with the rounding carried forward.
+
+    ``T'_k = b * n_k`` with the integer ``n_k = min(rint(T_k / b), floor(Q / b))``
+    made non-decreasing, and ``T'_k = Q`` where ``T_k >= Q``. Rounding the
+    cumulative target (not each period's increment) is what carries the
+    residual: the increments ``T'_k - T'_{k-1}`` are whole lots and telescope
+    to ``Q`` exactly.
+
+    Parameters
+    ----------
+    targets : cumulative shares ``T_k`` (any shape; NaN is not allowed).
+    quantity : the parent quantity ``Q``.
+    lot : the lot size ``b > 0``.
+    """
+    t = np.clip(np.asarray(targets, np.float64), 0.0, quantity)
+    most = int(np.floor(quantity / lot + 1e-9))
+    n = np.minimum(np.rint(t / lot).astype(np.int64), most)
+    if n.ndim:
+        n = np.maximum.accumulate(n)
+    return np.where(t >= quantity, quantity, lot * n.astype(np.float64))
+
+
 def _plan(name: str, schedule: FloatArray, d: DecisionInput, solve_us: float = 0.0,
           status: str = "schedule") -> Plan:
     s = schedule[: d.periods_left]
@@ -134,9 +164,8 @@ class TargetSchedule:
     def decide(self, d: DecisionInput) -> Plan:
         t0 = time.perf_counter()
         if self.targets is None:
-            tg = np.minimum(np.asarray(self.build_targets(d), np.float64), self.parent.quantity)
-            tg[-1] = max(tg[-1], 0.0)
-            self.targets = tg
+            p = self.parent
+            self.targets = whole_lots(self.build_targets(d), p.quantity, p.lot_size)
         k = d.period_index
         now = float(np.clip(self.target(d) - d.filled, 0.0, d.remaining))
         future = np.diff(self.targets[k:]) if k < len(self.targets) else np.zeros(0)
@@ -168,7 +197,9 @@ class VWAPPolicy(TargetSchedule):
         w = self.curve.window_volumes(p.start_ns, p.period_ns, p.n_periods)
         if not w.sum() > 0:  # no volume history at all: nothing better than TWAP
             w = np.ones(p.n_periods)
-        return p.quantity * np.cumsum(w) / w.sum()
+        frac = np.cumsum(w) / w.sum()
+        frac[-1] = 1.0  # the last cumulative share is 1 exactly, not 1 - ulp
+        return p.quantity * frac
 
 
 class POVPolicy(TargetSchedule):
@@ -211,7 +242,8 @@ class POVPolicy(TargetSchedule):
             self._set_rate(d)
         elif d.period_index != self.first_period:
             self.volume += d.traded_since_last_decision
-        return min(self.parent.quantity, self.rate * self.volume)
+        p = self.parent
+        return float(whole_lots(self.rate * self.volume, p.quantity, p.lot_size))
 
 
 class AlmgrenChrissPolicy(TargetSchedule):
@@ -261,7 +293,10 @@ class OpenLoopPolicy(TargetSchedule):
                         risk_aversion=self.parent.risk_aversion, sigma=d.sigma)
         self.first = plan
         done_before = np.full(d.period_index, d.filled)
-        return np.concatenate([done_before, d.filled + np.cumsum(plan.schedule)])
+        planned = d.filled + np.cumsum(plan.schedule)
+        if len(planned):  # the plan completes ``remaining - shortfall`` exactly, not to solver tolerance
+            planned[-1] = d.filled + max(d.remaining - plan.shortfall, 0.0)
+        return np.concatenate([done_before, planned])
 
     def decide(self, d: DecisionInput) -> Plan:
         fresh = self.targets is None

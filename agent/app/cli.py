@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-participation", type=float, default=None)
     p.add_argument("--risk-aversion", type=float, default=None)
     p.add_argument("--latency-ms", type=float, default=None)
+    p.add_argument("--lot-shares", type=float, default=1.0, help="the venue's lot: orders and fills in whole lots")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_cmd_replay)
 
@@ -253,7 +254,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     try:
         days = split_days(book, args.tz)
         start, end, s0, s1 = resolve_window(days, args.start, args.end)
-        sim = SimulatorSettings(**({"latency_ms": args.latency_ms} if args.latency_ms is not None else {}))
+        sim = SimulatorSettings(lot_shares=args.lot_shares,
+                                **({"latency_ms": args.latency_ms} if args.latency_ms is not None else {}))
         spec = ReplaySpec(symbol, args.side, args.quantity, start, end, args.period_s,
                           max_participation=args.max_participation,
                           risk_aversion=args.risk_aversion or 0.0, strategies=strategies, simulator=sim)
@@ -261,7 +263,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                         progress=not args.no_progress)
     except ValueError as exc:
         raise MpcAgentError(str(exc)) from exc
-    summary = write_outputs(result, args.out)
+    summary = write_outputs(result, args.out, tz=args.tz)
     if data.rejected:
         log.warning("rejected rows: %s", data.rejected)
     print(render_table(summary))

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -36,6 +36,7 @@ from agent.live.settings import HttpSection, KafkaSection, Section, ServiceSecti
 if TYPE_CHECKING:  # pragma: no cover
     from agent.core.forecast.profile import IntradayProfile
     from agent.core.policy import EngineSettings
+    from agent.core.risk import VenueRules
 
 ENV_PREFIX = "MPC_AGENT_"
 ENV_DELIMITER = "__"
@@ -125,6 +126,40 @@ class RiskSection(Section):
     kill_switch: bool = False
 
 
+class InstrumentSection(Section):
+    """One symbol's venue rules (``[venue.symbols.ES] tick_usd = 0.25``)."""
+
+    tick_usd: float | None = Field(default=None, gt=0, description="fixed tick; None = venue.tick_table")
+    lot_shares: float | None = Field(default=None, gt=0, description="None = venue.lot_shares")
+
+
+class VenueSection(Section):
+    """``agent.core.risk.VenueRules``: the tick grid of limit prices and the lot of child quantities."""
+
+    tick_table: tuple[tuple[float, float], ...] = Field(
+        default=((0.0, 0.0001), (1.0, 0.01)), description="(min price USD, tick USD) bands: $0.0001 "
+        "below $1, $0.01 at or above (US equities)")
+    lot_shares: float | None = Field(default=None, gt=0, description="None = the parent order's lot_size; "
+                                     "else child quantities are whole multiples of both")
+    symbols: dict[str, InstrumentSection] = Field(default_factory=dict, description="per-symbol overrides")
+
+    @model_validator(mode="after")
+    def _valid_rules(self) -> VenueSection:
+        self.rules()  # the core's checks (a band edge off a tick grid, a tick <= 0) as a config error
+        return self
+
+    def rules(self) -> VenueRules:
+        """The core's frozen :class:`agent.core.risk.VenueRules`."""
+        from agent.core.risk import InstrumentRules, VenueRules
+
+        table = tuple((float(lo), float(t)) for lo, t in self.tick_table)
+        return VenueRules(
+            default=InstrumentRules(lot=self.lot_shares, tick_table=table),
+            symbols=tuple((sym, InstrumentRules(tick=i.tick_usd, lot=i.lot_shares or self.lot_shares,
+                                                tick_table=table))
+                          for sym, i in sorted(self.symbols.items())))
+
+
 class SolverSection(Section):
     """``agent.core.mpc.qp.SolverSettings`` (OSQP and the horizon's blocking)."""
 
@@ -172,6 +207,7 @@ class AgentConfig(BaseSettings):
     engine: EngineSection = EngineSection()
     reversion: ReversionSection = ReversionSection()
     risk: RiskSection = RiskSection()
+    venue: VenueSection = VenueSection()
     solver: SolverSection = SolverSection()
 
     # ------------------------------------------------------------ mapping
@@ -182,7 +218,7 @@ class AgentConfig(BaseSettings):
         from agent.core.policy import EngineSettings
         from agent.core.risk import RiskLimits
 
-        return to_core(self.engine, EngineSettings, risk=to_core(self.risk, RiskLimits),
+        return to_core(self.engine, EngineSettings, risk=to_core(self.risk, RiskLimits, venue=self.venue.rules()),
                        solver=to_core(self.solver, SolverSettings),
                        reversion=to_core(self.reversion, ReversionSettings))
 

@@ -87,10 +87,12 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
     st.last_plan = tuple(float(x) for x in plan.schedule)
     clamped = risk.clamp_child_quantity(planned, remaining, float(cap[0]), s.risk)
     qty = st.rounder.round(clamped, remaining)
+    lot = st.rounder.lot_size  # the parent's lot and the venue's, whole multiples of both
     if qty > clamped + 1e-9:  # rounding up (carry) must not break the cap: whole lots below it
-        qty = float(p.lot_size * np.floor(clamped / p.lot_size + 1e-9))
+        qty = float(lot * np.floor(clamped / lot + 1e-9))
     side_px, side_sz = (batch.ask_px[i], batch.ask_sz[i]) if p.side == "buy" else (batch.bid_px[i], batch.bid_sz[i])
-    limit = risk.child_limit_price(p.side, side_px, side_sz, qty, s.risk, p.limit_price)
+    limit = risk.child_limit_price(p.side, side_px, side_sz, qty, s.risk, p.limit_price,
+                                   instrument=s.risk.venue.instrument(p.symbol))
     out.decisions.append(DecisionRecord(p.parent_id, k, ts, remaining, planned, qty, float(cap[0]),
                                         float(beta[0]), float(gamma[0]), sigma, mid, plan))
     if qty <= 0 or limit is None:

@@ -108,7 +108,8 @@ class ExecutionEngine:
                       if s.forecast == "reverting" else None)
         return ParentState(parent, self.policy_factory(parent, s),
                            ParentImpact(mkt, parent.side, s.impact_half_life_s, sizes), now,
-                           LotRounder(parent.lot_size), forecaster=forecaster)
+                           LotRounder(s.risk.venue.instrument(parent.symbol).lot_for(parent.lot_size)),
+                           forecaster=forecaster)
 
     def cancel(self, parent_id: str) -> bool:
         """Stop an active parent (no more child orders); False when unknown or already ended."""

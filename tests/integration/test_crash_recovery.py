@@ -109,7 +109,7 @@ async def _crash_scenario(bootstrap: str, tmp_path: Path) -> None:
             async def executing() -> None:  # every kill hits a parent being executed
                 while True:
                     rec = (await read_state(state_reader(conn), topics.agent_state)).get(parent.parent_id)
-                    if rec is not None and rec["period_index"] >= 0:
+                    if rec is not None and (rec["engine"]["next_period"] - 1) >= 0:
                         return
                     await asyncio.sleep(0.2)
 
@@ -128,8 +128,8 @@ async def _crash_scenario(bootstrap: str, tmp_path: Path) -> None:
                 if before is not None:
                     restored = agent.restores()[n_restores:]
                     assert [r["parent_id"] for r in restored] == [parent.parent_id]
-                    checks.append((before["engine"]["remaining"], restored[0]["remaining"]))
-                    assert restored[0]["remaining"] == before["engine"]["remaining"]
+                    checks.append((before["remaining"], restored[0]["remaining"]))
+                    assert restored[0]["remaining"] == before["remaining"]
                     assert restored[0]["next_period"] == before["engine"]["next_period"]
             t_kills = time.monotonic() - t0
 
@@ -185,7 +185,7 @@ async def _fenced_scenario(bootstrap: str, tmp_path: Path) -> None:
                         return rec
                     await asyncio.sleep(0.3)
 
-            await asyncio.wait_for(state(lambda r: r["period_index"] >= 3), 60)
+            await asyncio.wait_for(state(lambda r: (r["engine"]["next_period"] - 1) >= 3), 60)
             fencer = aiokafka.AIOKafkaProducer(**conn.client_kwargs(), transactional_id=f"g-{tag}.fence-{tag}",
                                                enable_idempotence=True)
             await fencer.start()  # InitProducerId bumps the epoch: the agent's producer is fenced
@@ -202,7 +202,7 @@ async def _fenced_scenario(bootstrap: str, tmp_path: Path) -> None:
         sent = check_children(children, [parent])
         # the agent is fenced from the fencer's InitProducerId on: the last committed state is the one read
         # right after it
-        assert restored["remaining"] == before[parent.parent_id]["engine"]["remaining"]
+        assert restored["remaining"] == before[parent.parent_id]["remaining"]
         assert final["status"] == "completed" and sent[parent.parent_id] == pytest.approx(qty)
         print(f"\nfenced: service rebuilt in process, restored remaining {restored['remaining']:.0f}, "
               f"{len(children)} child orders, 0 duplicates, {sent[parent.parent_id]:.0f}/{qty:.0f} shares")

@@ -134,7 +134,7 @@ async def _outage_scenario(broker: PrivateBroker, bootstrap: str, tmp_path: Path
             async def executing(k: int) -> None:
                 while True:
                     rec = (await read_state(state_reader(conn), topics.agent_state)).get(parent.parent_id)
-                    if rec is not None and rec["period_index"] >= k:
+                    if rec is not None and (rec["engine"]["next_period"] - 1) >= k:
                         return
                     await asyncio.sleep(0.5)
 

@@ -151,7 +151,8 @@ async def _scenario(bootstrap: str) -> Scenario:
             last = int(ts[b - 1])
             await _until(lambda last=last: agent.processed_ts.get("FROG", 0) >= last, f"chunk {k} consumed")
             await _until(lambda: len(venue.children) == agent.children_sent
-                         and {f.fill_id for f in venue.fills} <= agent.fills_seen, f"fills of chunk {k}")
+                         and {f.fill_id for f in venue.fills}
+                         <= {i for st in agent.engine.parents.values() for i in st.fill_ids}, f"fills of chunk {k}")
         sc.healthz = (lambda s, b: (s, json.loads(b)))(*await _http(http.url, "/healthz"))
         sc.metrics_text = (await _http(http.url, "/metrics"))[1]
         agent.request_stop()

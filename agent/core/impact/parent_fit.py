@@ -34,7 +34,7 @@ class ParentImpact:
     def __init__(self, market: SymbolMarket, side: Side, half_life_s: float, sizes: FloatArray) -> None:
         self.market, self.side, self.half_life_s = market, side, float(half_life_s)
         self.sizes = np.asarray(sizes, dtype=np.float64)
-        self._fit: tuple[QuadraticFit, PowerLawFit] | None = None
+        self._quad: QuadraticFit | None = None
         self._version, self._curve_id = -1, 0
 
     @property
@@ -58,29 +58,41 @@ class ParentImpact:
     def extrapolated_fraction(self) -> float:
         return self.curve.extrapolated_fraction_at(self.sizes)
 
-    def fits(self) -> tuple[QuadraticFit, PowerLawFit]:
-        """Quadratic and power-law fits of :meth:`average_curve` (cached per curve update)."""
-        if self._fit is None or self._version != self.curve.version or self._curve_id != id(self.curve):
-            avg = self.average_curve()
-            self._fit = (fit_quadratic(self.sizes, avg), fit_power_law(self.sizes, avg))
+    def quadratic(self) -> QuadraticFit:
+        """The quadratic fit of :meth:`average_curve` (cached per curve update): all a decision needs."""
+        if self._quad is None or self._version != self.curve.version or self._curve_id != id(self.curve):
+            self._quad = fit_quadratic(self.sizes, self.average_curve())
             self._version, self._curve_id = self.curve.version, id(self.curve)
-        return self._fit
+        return self._quad
+
+    def fits(self) -> tuple[QuadraticFit, PowerLawFit]:
+        """Quadratic and power-law fits (the power law is for analysis only, never cached)."""
+        return self.quadratic(), fit_power_law(self.sizes, self.average_curve())
 
     def current(self) -> ImpactParams:
-        """Current ``beta, gamma`` (and ``alpha, delta``); raises ``DataError`` before data."""
-        quad, power = self.fits()
-        return ImpactParams(quad.beta, quad.gamma, power.alpha, power.delta)
+        """Current ``beta, gamma``; raises ``DataError`` before data."""
+        quad = self.quadratic()
+        return ImpactParams(quad.beta, quad.gamma)
 
     def forecast(self, n_slots: int, *, ts_ns: int, period_s: float,
                  profile: IntradayProfile | None = None) -> tuple[FloatArray, FloatArray]:
-        """``beta_k = beta * r_beta(T, ts_ns + k * period)`` (profile ratio ``r``, 1 when flat);
-        gamma likewise, floored at ``GAMMA_FLOOR``."""
+        """``beta, gamma`` of the current fit for ``n_slots`` slots, scaled by the profile
+        (:func:`profile_scaled`)."""
         p = self.current()
-        beta = np.full(n_slots, p.beta)
-        gamma = np.full(n_slots, p.gamma)
-        if profile is not None and n_slots > 0:
-            t = int(ts_ns) + np.arange(n_slots, dtype=np.int64) * round(period_s * NS_PER_S)
-            ref = int(self.last_ts if self.last_ts is not None else ts_ns)
-            beta = beta * profile.ratio("beta", ref, t)
-            gamma = np.maximum(gamma * profile.ratio("gamma", ref, t), GAMMA_FLOOR)
-        return beta, gamma
+        return profile_scaled(p.beta, p.gamma, n_slots, ts_ns=ts_ns, period_s=period_s,
+                              ref_ts=self.last_ts, profile=profile)
+
+
+def profile_scaled(beta: float, gamma: float, n_slots: int, *, ts_ns: int, period_s: float,
+                   ref_ts: int | None, profile: IntradayProfile | None) -> tuple[FloatArray, FloatArray]:
+    """``beta_k = beta * r_beta(T, ts_ns + k * period)`` for ``k = 0..n_slots-1``, gamma likewise
+    (floored at ``GAMMA_FLOOR``); ``r`` is the intraday profile's ratio from the time of the
+    estimate ``T = ref_ts`` (``ts_ns`` when None), 1 when there is no profile."""
+    b = np.full(n_slots, beta)
+    g = np.full(n_slots, gamma)
+    if profile is not None and n_slots > 0:
+        t = int(ts_ns) + np.arange(n_slots, dtype=np.int64) * round(period_s * NS_PER_S)
+        ref = int(ref_ts if ref_ts is not None else ts_ns)
+        b = b * profile.ratio("beta", ref, t)
+        g = np.maximum(g * profile.ratio("gamma", ref, t), GAMMA_FLOOR)
+    return b, g

@@ -156,24 +156,35 @@ def test_execute_second_order_same_snapshot_sees_consumed_depth() -> None:
     assert legs(fills) == [(10.02, 100.0)]
 
 
-def test_execute_order_right_after_sees_less_depth_at_same_prices() -> None:
+def test_execute_order_right_after_sees_less_depth_floored_to_whole_shares() -> None:
     s = sim(ts=(T0, T0 + 1 * MS), recovery_half_life_s=30.0)
     s.execute(child(150, 10.05), T0 - 10 * MS)
+    # 1 ms later 100 * (1 - 2^(-1/30000)) = 0.0023 shares of the best level are back: not a whole share
     fills = s.execute(child(200, 10.05, period=1), T0 - 4 * MS)  # arrives at T0 + 1 ms
-    decay = 2.0 ** (-0.001 / 30.0)
-    left_best = 100.0 - 100.0 * decay
-    left_next = 200.0 - 50.0 * decay
-    assert fills[0].price == 10.01 and fills[0].quantity == pytest.approx(left_best)
-    assert fills[1].price == 10.02 and fills[1].quantity == pytest.approx(left_next)
-    assert fills[2].price == 10.03 and fills[2].quantity == pytest.approx(200.0 - left_best - left_next)
-
-
-def test_execute_depletion_lot_rounds_recovered_depth_to_whole_lots() -> None:
-    s = sim(ts=(T0, T0 + 1 * MS, T0 + 30 * S), recovery_half_life_s=30.0, depletion_lot_shares=1.0)
-    s.execute(child(150, 10.05), T0 - 10 * MS)
-    assert s.depleted_levels(2, "buy")[1][:2].tolist() == [50.0, 175.0]
-    fills = s.execute(child(200, 10.05, period=1), T0 - 4 * MS)  # 1 ms later: nothing back yet
     assert legs(fills) == [(10.02, 150.0), (10.03, 50.0)]
+
+
+def test_depleted_levels_are_whole_lots_rounded_down() -> None:
+    s = sim(ts=(T0, T0 + 30 * S, T0 + 45 * S), recovery_half_life_s=30.0, lot_shares=100.0)
+    assert s.depleted_levels(0, "buy")[1][:3].tolist() == [100.0, 200.0, 300.0]
+    s.execute(child(200, 10.05), T0 - 10 * MS)  # takes 100 @ 10.01 and 100 @ 10.02
+    # after one half-life 50 of each are back: no whole lot at 10.01, one at 10.02
+    assert s.depleted_levels(1, "buy")[1][:3].tolist() == [0.0, 100.0, 300.0]
+    # 45 s: 100 * 2^-1.5 = 35.4 still out -> 64.6 back, still no whole lot
+    assert s.depleted_levels(2, "buy")[1][:3].tolist() == [0.0, 100.0, 300.0]
+    fills = s.execute(child(300, 10.05, period=1), T0 + 30 * S - 5 * MS)
+    assert legs(fills) == [(10.02, 100.0), (10.03, 200.0)]
+
+
+def test_level_showing_an_odd_lot_offers_only_its_whole_lots() -> None:
+    book = make_book([T0], asks=[(10.01, 150.0), (10.02, 99.0), (10.03, 1000.0)])
+    s = FillSimulator(book, SimulatorSettings(lot_shares=100.0))
+    assert legs(s.execute(child(400, 10.05), T0 - 10 * MS)) == [(10.01, 100.0), (10.03, 300.0)]
+
+
+def test_child_with_an_odd_lot_tail_fills_the_tail_as_its_remainder() -> None:
+    s = FillSimulator(make_book([T0]), SimulatorSettings(lot_shares=100.0))
+    assert legs(s.execute(child(250, 10.05), T0 - 10 * MS)) == [(10.01, 100.0), (10.02, 150.0)]
 
 
 def test_depleted_levels_after_one_half_life_half_is_back() -> None:
@@ -182,9 +193,9 @@ def test_depleted_levels_after_one_half_life_half_is_back() -> None:
     px, sz = s.depleted_levels(0, "buy")
     assert sz[:3].tolist() == [0.0, 150.0, 300.0]
     _, sz = s.depleted_levels(1, "buy")
-    assert sz[:3] == pytest.approx([50.0, 175.0, 300.0])
+    assert sz[:3].tolist() == [50.0, 175.0, 300.0]
     _, sz = s.depleted_levels(2, "buy")
-    assert sz[:3] == pytest.approx([75.0, 187.5, 300.0])
+    assert sz[:3].tolist() == [75.0, 187.0, 300.0]  # 187.5 left: whole shares only
     assert px[:3].tolist() == [10.01, 10.02, 10.03]
     bpx, bsz = s.depleted_levels(1, "sell")
     assert bsz[:3].tolist() == [100.0, 200.0, 300.0] and bpx[0] == 10.00
@@ -205,7 +216,7 @@ def test_depletion_at_same_price_accumulates_with_decay() -> None:
     fills = s.execute(child(40, 10.05, period=1), T0 + 30 * S - 5 * MS)  # 100 - 40 visible
     assert legs(fills) == [(10.01, 40.0)]
     _, sz = s.depleted_levels(2, "buy")
-    assert sz[0] == pytest.approx(100.0 - (40.0 + 40.0) / 2)
+    assert sz[0] == 100.0 - (40.0 + 40.0) / 2
 
 
 def test_depleted_levels_before_consumption_are_untouched() -> None:
@@ -284,8 +295,9 @@ def test_settings_reject_negative_latency_and_half_life() -> None:
         SimulatorSettings(latency_ms=-1.0)
     with pytest.raises(ValueError):
         SimulatorSettings(recovery_half_life_s=-1.0)
-    with pytest.raises(ValueError):
-        SimulatorSettings(depletion_lot_shares=float("nan"))
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lot_shares"):
+            SimulatorSettings(lot_shares=bad)
 
 
 # -------------------------------------------------------------- conservation
@@ -314,6 +326,43 @@ def test_execute_never_overfills_nor_crosses_limit(
         for f in fills:
             book_sz = dict(ASKS if side == "buy" else BIDS)[f.price]
             assert f.quantity <= book_sz + 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    orders=st.lists(
+        st.tuples(st.sampled_from(["buy", "sell"]), st.integers(1, 12), st.floats(9.90, 10.10),
+                  st.integers(0, 3 * S)),
+        min_size=1, max_size=10,
+    ),
+    lot=st.sampled_from([1.0, 7.0, 50.0, 100.0]),
+    half_life=st.sampled_from([0.0, 0.5, 30.0]),
+)
+def test_execute_fills_whole_lots_never_more_than_the_depleted_depth(
+    orders: list[tuple[Side, int, float, int]], lot: float, half_life: float
+) -> None:
+    s = sim(recovery_half_life_s=half_life, lot_shares=lot)
+    taken: list[tuple[Side, float, float, int]] = []  # our fills: side, price, shares, time
+
+    def continuous_depth(side: Side, price: float, t: int) -> float:
+        """Book size minus our decayed consumption (the module docstring's formula, recomputed)."""
+        shown = dict(ASKS if side == "buy" else BIDS)[price]
+        out = 0.0
+        for sd, p, q, t0 in taken:
+            if sd == side and p == price and t0 <= t:
+                out += q * (2.0 ** (-(t - t0) / (half_life * S)) if half_life > 0 else float(t == t0))
+        return shown - out
+
+    for k, (side, lots, limit, t) in enumerate(sorted(orders, key=lambda o: o[3])):
+        fills = s.execute(child(lots * lot, limit, side=side, period=k), T0 + t)
+        assert all(f.quantity > 0 and f.quantity % lot == 0 for f in fills)
+        assert sum(f.quantity for f in fills) <= lots * lot
+        for j, f in enumerate(fills):
+            depth = continuous_depth(side, f.price, f.ts_event)
+            assert f.quantity <= depth + 1e-9  # never a share our own earlier orders still hold
+            if j < len(fills) - 1:  # a level walked through is taken whole, in whole lots
+                assert f.quantity == lot * np.floor(depth / lot + 1e-9)
+        taken.extend((side, f.price, f.quantity, f.ts_event) for f in fills)
 
 
 # ----------------------------------------------------------------- real day

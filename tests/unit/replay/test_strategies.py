@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.core.model import NS_PER_S, ParentOrder
 from agent.core.policy import DecisionInput, EngineSettings
@@ -16,6 +18,7 @@ from replay.strategies import (
     VWAPPolicy,
     ac_inventory,
     policy_factory,
+    whole_lots,
 )
 
 T0 = 1_743_687_000 * NS_PER_S  # 2025-04-03 13:30 UTC
@@ -139,7 +142,9 @@ def test_ac_policy_uses_the_parents_risk_aversion() -> None:
     p = _parent(1000.0, 10, risk_aversion=1e-3)
     plan = AlmgrenChrissPolicy(p, EngineSettings()).decide(_d(p, 0, 0.0, sigma=0.05))
     expected = ac_inventory(1000.0, 10, 1e-4, 0.05, 1e-3)
-    assert plan.schedule == pytest.approx(-np.diff(expected))
+    assert plan.schedule == pytest.approx(-np.diff(expected), abs=1.0)  # whole shares, carried
+    assert plan.schedule.tolist() == np.diff(np.rint(1000.0 - expected)).tolist()
+    assert plan.schedule.sum() == 1000.0
 
 
 def test_open_loop_solves_once_and_then_follows_its_plan() -> None:
@@ -152,6 +157,40 @@ def test_open_loop_solves_once_and_then_follows_its_plan() -> None:
     second = pol.decide(_d(p, 1, first.schedule[0] - 10.0, sigma=0.5, gamma=1.0))
     assert second.solver.status == "schedule"  # no re-solve, even though inputs changed
     assert second.schedule[0] == pytest.approx(first.schedule[1] + 10.0, rel=1e-6)
+
+
+def test_whole_lots_carries_the_rounding_so_children_are_lots_that_add_up() -> None:
+    # TWAP of 1000 shares over 3 periods: 333.3, 666.7, 1000 -> 333, 667, 1000
+    assert whole_lots(1000.0 * np.arange(1, 4) / 3, 1000.0, 1.0).tolist() == [333.0, 667.0, 1000.0]
+    # lot 100, 1050 shares over 4 periods: 262.5, 525, 787.5, 1050 -> whole lots, odd tail last
+    t = whole_lots(1050.0 * np.arange(1, 5) / 4, 1050.0, 100.0)
+    assert t.tolist() == [300.0, 500.0, 800.0, 1050.0]
+    assert whole_lots(2000.0, 1050.0, 100.0) == 1050.0 and whole_lots(-5.0, 1050.0, 100.0) == 0.0
+    assert whole_lots(1049.0, 1050.0, 100.0) == 1000.0  # never a partial lot before the end
+
+
+@settings(max_examples=200, deadline=None)
+@given(weights=st.lists(st.floats(0.0, 1e6), min_size=1, max_size=60), lots=st.integers(1, 5000),
+       lot=st.sampled_from([1.0, 10.0, 100.0, 0.5]))
+def test_whole_lots_increments_are_lots_and_sum_to_the_quantity_exactly(
+        weights: list[float], lots: int, lot: float) -> None:
+    q = lots * lot
+    w = np.asarray(weights) + 1e-9
+    raw = q * np.cumsum(w) / w.sum()
+    raw[-1] = q
+    t = whole_lots(raw, q, lot)
+    steps = np.diff(t, prepend=0.0)
+    assert np.all(steps >= 0) and np.all(steps / lot == np.rint(steps / lot))
+    assert steps.sum() == q and t[-1] == q
+    assert np.all(np.abs(t - np.minimum(raw, q)) <= lot / 2 + 1e-9 * q)
+
+
+def test_vwap_targets_end_exactly_at_the_quantity() -> None:
+    p = _parent(50_000.0, 7)
+    ts = T0 + (np.arange(7) * 60 + 1) * NS_PER_S
+    curve = VolumeCurve.from_trades(ts, np.array([3.0, 7.0, 11.0, 13.0, 17.0, 19.0, 23.0]), bucket_s=60.0)
+    plan = VWAPPolicy(p, EngineSettings(), curve).decide(_d(p, 0, 0.0))
+    assert plan.schedule.sum() == 50_000.0 and np.all(plan.schedule == np.rint(plan.schedule))
 
 
 def test_policy_factory_knows_every_strategy_and_rejects_others() -> None:

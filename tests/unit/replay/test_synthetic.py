@@ -9,13 +9,13 @@ import numpy.typing as npt
 import pytest
 import zstandard
 
+from replay.synthetic.__main__ import main
 from replay.synthetic.csv_out import HEADER, format_cents, format_ts, render_csv
 from replay.synthetic.day import (
     NS,
     PROFILES,
     SyntheticDay,
     generate_day,
-    main,
     profile_for,
     session_bounds,
 )

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from agent.app.cli import main
-from agent.core.model import NS_PER_S, Fill, ParentOrder
+from agent.core.model import NS_PER_S, ChildOrder, Fill, ParentOrder
 from feeds.book import BookBatch
 from feeds.files.parquet import write_parquet
 from replay.runner import StrategyRun
-from replay.tca import CONTRACT_FIELDS, Market, analyse, paired_comparison
+from replay.tca import CONTRACT_FIELDS, Market, aggregate, analyse, compare, paired_comparison
 from tests.unit.agent.books import T0, ladder_book
 
 MIN = 60 * NS_PER_S
@@ -28,10 +28,16 @@ def _market() -> tuple[BookBatch, Market]:
     return book, Market.from_book(book)
 
 
-def _run(side: str, fills: list[tuple[float, float, int]], q: float = 1000.0, fees: float = 0.0) -> StrategyRun:
+def _run(side: str, fills: list[tuple[float, float, int]], q: float = 1000.0, fees: float = 0.0,
+         decided: list[int] | None = None) -> StrategyRun:
+    """Fills ``(qty, price, second)``, one child each, decided at ``decided[i]`` seconds (default: the fill's)."""
     p = ParentOrder("P", "TEST", side, q, T0, T0 + 3 * MIN, 60.0)  # type: ignore[arg-type]
+    at = decided if decided is not None else [t for _, _, t in fills]
+    cs = [ChildOrder(f"P:{i}", "P", "TEST", side, qty, 60.0 if side == "buy" else 40.0, i,  # type: ignore[arg-type]
+                     T0 + at[i] * NS_PER_S, T0 + at[i] * NS_PER_S, q)
+          for i, (qty, _, _) in enumerate(fills)]
     fs = [Fill(f"P:{i}:f0", f"P:{i}", "P", qty, px, T0 + t * NS_PER_S) for i, (qty, px, t) in enumerate(fills)]
-    return StrategyRun("twap", p, [], fs, [], fees, {})
+    return StrategyRun("twap", p, cs, fs, [], fees, {})
 
 
 def test_buy_shortfall_prices_unfilled_at_end_mid_and_splits_exactly() -> None:
@@ -49,11 +55,34 @@ def test_buy_shortfall_prices_unfilled_at_end_mid_and_splits_exactly() -> None:
     c = t["components_dollars"]
     assert c["spread"] == pytest.approx(800 * 0.01)
     assert c["impact"] == pytest.approx(400 * 0.02)
-    assert c["timing"] == pytest.approx(400 * 0.10 + unfilled)
+    assert c["timing"] == pytest.approx(400 * 0.10)
+    assert c["opportunity"] == pytest.approx(unfilled)
     assert c["fees"] == 2.0
-    assert sum(c.values()) == pytest.approx(total)
+    assert sum(c.values()) == pytest.approx(total, rel=1e-12)
+    assert t["controllable_dollars"] == pytest.approx(800 * 0.01 + 400 * 0.02)
     assert t["unfilled_quantity"] == 200.0 and t["fill_rate"] == pytest.approx(0.8)
     assert t["average_price"] == pytest.approx(50.07)
+
+
+def test_controllable_cost_is_measured_against_the_mid_at_each_childs_decision() -> None:
+    _, m = _market()  # mid 50.00 before 2 min, 50.10 after; touch one cent away
+    # decided at 110 s (mid 50.00, ask 50.01) but filled at 125 s, after the mid moved up to 50.10:
+    # 300 @ 50.11 and 200 @ 50.12 (two legs of one child), then 500 @ 50.11 decided and filled at 150 s
+    run = _run("buy", [(300.0, 50.11, 125), (200.0, 50.12, 125), (500.0, 50.11, 150)], decided=[110, 110, 150])
+    t = analyse(run, m)
+    c = t["components_dollars"]
+    assert c["spread"] == pytest.approx(500 * 0.01 + 500 * 0.01)
+    # beyond the decision touch: 300 * (50.11 - 50.01) + 200 * (50.12 - 50.01) + 500 * 0
+    assert c["impact"] == pytest.approx(300 * 0.10 + 200 * 0.11)
+    assert c["timing"] == pytest.approx(500 * 0.10)  # only the child decided after the move drifted
+    assert c["opportunity"] == 0.0
+    assert t["controllable_dollars"] == pytest.approx(c["spread"] + c["impact"])
+    assert t["controllable_bps"] == pytest.approx(1e4 * (10.0 + 52.0) / (1000 * 50.0))
+    assert t["timing_bps"] == pytest.approx(1e4 * 50.0 / (1000 * 50.0))
+    total = 300 * 0.11 + 200 * 0.12 + 500 * 0.11
+    assert t["shortfall_dollars"] == pytest.approx(total)
+    assert sum(c.values()) == pytest.approx(total, rel=1e-12)
+    assert sum(t["components_bps"].values()) == pytest.approx(t["shortfall_bps"], rel=1e-12)
 
 
 def test_sell_shortfall_has_the_opposite_sign_convention() -> None:
@@ -95,8 +124,51 @@ def test_paired_comparison_mean_median_and_seeded_bootstrap_interval() -> None:
     lo, hi = c["ci95_bps"]
     assert d.min() <= lo <= d.mean() <= hi <= d.max()
     assert c == paired_comparison(a, b, seed=1)
-    assert c["a_better"] == 4 and c["n"] == 5
+    assert c["a_better"] == 4 and c["n"] == 5 and c["differences_bps"] == pytest.approx(d.tolist())
     assert paired_comparison([1.0], [2.0])["ci95_bps"] is None
+
+
+def test_paired_comparison_interval_on_constructed_differences() -> None:
+    # constant differences: every resample has the same mean, the interval collapses onto it
+    c = paired_comparison([5.0, 6.0, 7.0, 8.0], [6.5, 7.5, 8.5, 9.5])
+    assert c["mean_bps"] == c["median_bps"] == -1.5 and c["ci95_bps"] == pytest.approx([-1.5, -1.5])
+    assert c["a_better"] == 4
+    # two values -1 and +1 equally often: the bootstrap mean is (2K - n) / n, K ~ Binomial(n, 1/2),
+    # so its 2.5/97.5 percentiles are those of that distribution (n = 40: about -/+ 0.3)
+    n = 40
+    c = paired_comparison([0.0] * n, [1.0, -1.0] * (n // 2), resamples=20_000, seed=7)
+    half = 1.96 / np.sqrt(n)
+    assert c["mean_bps"] == 0.0 and c["a_better"] == n // 2
+    assert c["ci95_bps"][0] == pytest.approx(-half, abs=0.05) and c["ci95_bps"][1] == pytest.approx(half, abs=0.05)
+
+
+def test_compare_pairs_controllable_and_total_by_window() -> None:
+    def window(mpc: tuple[float, float], twap: tuple[float, float]) -> dict[str, object]:
+        return {"strategies": {name: {"controllable_bps": ctrl, "shortfall_bps": ctrl + timing,
+                                      "timing_bps": timing}
+                               for name, (ctrl, timing) in (("mpc", mpc), ("twap", twap))}}
+
+    # MPC saves 1 bp of spread + impact in every window; the drift differs by -/+ 4 bps
+    runs = [window((3.0, 2.0), (4.0, 6.0)), window((2.0, -5.0), (3.0, -9.0)), window((5.0, 1.0), (6.0, 1.0))]
+    c = compare(runs, "mpc", "twap")
+    assert c["controllable_bps"]["differences_bps"] == [-1.0, -1.0, -1.0]
+    assert c["controllable_bps"]["mean_bps"] == -1.0 and c["controllable_bps"]["a_better"] == 3
+    assert c["controllable_bps"]["ci95_bps"] == pytest.approx([-1.0, -1.0])
+    assert c["differences_bps"] == [-5.0, 3.0, -1.0]  # total: the drift swamps the saving
+    assert c["mean_bps"] == pytest.approx(-1.0) and c["a_better"] == 2
+    assert c["timing_bps"]["differences_bps"] == [-4.0, 4.0, 0.0]
+    assert set(c) >= {"n", "mean_bps", "median_bps", "ci95_bps", "a_better"}  # the keys from before
+
+
+def test_aggregate_means_keep_the_components_adding_up() -> None:
+    _, m = _market()
+    runs = [analyse(_run("buy", [(400.0, 50.01, 5), (400.0, 50.13, 125)], fees=2.0), m),
+            analyse(_run("buy", [(1000.0, 50.12, 130)]), m), analyse(_run("buy", [(10.0, 50.02, 1)]), m)]
+    agg = aggregate(runs)
+    assert agg["windows"] == 3
+    assert sum(agg["components_bps"].values()) == pytest.approx(agg["shortfall_bps"], rel=1e-12)
+    assert agg["controllable_bps"] == pytest.approx(np.mean([r["controllable_bps"] for r in runs]))
+    assert agg["controllable_bps"] == pytest.approx(agg["components_bps"]["spread"] + agg["components_bps"]["impact"])
 
 
 def test_cli_replay_writes_summary_with_exactly_the_contract_keys(tmp_path: Path,
@@ -121,9 +193,17 @@ def test_cli_replay_writes_summary_with_exactly_the_contract_keys(tmp_path: Path
         assert {"start", "end", "arrival_mid", "strategies"} <= set(run)
         for strat in run["strategies"].values():
             assert set(CONTRACT_FIELDS) <= set(strat)
-    assert s["comparisons"]["mpc-twap"]["n"] == 3
-    assert (out / "report.html").exists() and (out / "costs.png").exists()
-    assert "mpc-twap" in capsys.readouterr().out
+    for bench in ("twap", "vwap", "pov", "ac", "open-loop"):
+        c = s["comparisons"][f"mpc-{bench}"]
+        assert c["n"] == 3 and c["controllable_bps"]["n"] == 3
+    assert s["start"].startswith("2025-04-03T13:40") and s["end"].startswith("2025-04-03T14:00")  # the order's
+    assert s["session"] == {"start": "2025-04-03T13:30:00.000000000Z", "end": "2025-04-03T14:30:00.000000000Z"}
+    assert (out / "report.html").exists() and (out / "costs.png").exists() and (out / "paired.png").exists()
+    lines = capsys.readouterr().out.splitlines()
+    assert "20-min order 09:40-10:00 America/New_York on 2025-04-03" in lines[0]
+    assert "3 windows of 20 min spread over the session 09:30-10:30" in lines[1]
+    assert "starting 09:30, 09:50, 10:10" in lines[1]
+    assert any(line.startswith("MPC - benchmark") for line in lines)
 
 
 def test_cli_replay_rejects_a_window_outside_the_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
