@@ -96,7 +96,8 @@ class EngineSection(Section):
     penalty_ticks: float = Field(default=3.0, ge=0)
     tick_usd: float = Field(default=0.01, gt=0)
     size_grid_multiple_x: float = Field(default=4.0, gt=0)
-    profile_path: str | None = Field(default=None, description="intraday profile JSON (mpc-agent profile)")
+    profile_path: str | None = Field(
+        default=None, description="intraday profiles JSON from `mpc-agent profile` (None: flat)")
 
 
 class ReversionSection(Section):
