@@ -1,9 +1,9 @@
 """Which forecast makes the MPC cheaper than TWAP: an ablation on controllable cost, paired by window.
 
 Data
-    * a synthetic multi-day set: ``--days`` days of SYNA and SYNB generated with fixed seeds
-      (``replay.synthetic.day``, seeds 20250401, 20250402, ...); the last day is replayed and the
-      intraday profile is learned from the earlier days only (no look-ahead);
+    * the embedded synthetic sample (``data/sample``: five days of SYNA and SYNB whose spread and
+      depth deviations revert with the persistence measured on FROG); the last day is replayed and
+      the intraday profile is learned from the earlier days only (no look-ahead);
     * the real FROG day (``../shared/data``), held out: nothing is chosen on it; one day, so no
       history and no profile (the ``+ profile`` variants are not run on it).
 Variants (``EngineSettings``; everything else at its default)
@@ -51,7 +51,7 @@ from bench._common import environment, print_table, write_json  # noqa: E402
 from feeds.book import BookBatch  # noqa: E402
 from feeds.files.readers import read_book  # noqa: E402
 from replay.runner import ReplaySpec, run_strategy, window_starts  # noqa: E402
-from replay.session import session_bounds  # noqa: E402
+from replay.session import SAMPLE_FILES, session_bounds  # noqa: E402
 from replay.simulator import FillSimulator, SimulatorSettings  # noqa: E402
 from replay.strategies import policy_factory  # noqa: E402
 from replay.tca import Market, analyse, paired_comparison  # noqa: E402
@@ -85,14 +85,14 @@ class Dataset:
 
 
 def synthetic(days: int) -> Iterator[Dataset]:
-    """SYNA, SYNB: the last of ``days`` generated days, profile from the others."""
-    from replay.synthetic.day import generate_batch
-
-    batches = [generate_batch(20250401 + d, ("SYNA", "SYNB"), f"2025-04-{1 + d:02d}") for d in range(days)]
-    for sym in ("SYNA", "SYNB"):
-        history = [b.for_symbol(sym) for b in batches[:-1]]
-        profile = IntradayProfile.learn([h for h in history if len(h)]) if history else None
-        yield Dataset(f"synthetic {sym} (profile: {len(history)} days)", batches[-1].for_symbol(sym), profile)
+    """SYNA, SYNB of the embedded sample: the last day replayed, the profile from the ``days - 1`` before."""
+    files = SAMPLE_FILES[-days:]
+    batches = [read_book([f]).batch for f in files]
+    for sym in batches[-1].symbols():
+        history = [h for h in (b.for_symbol(sym) for b in batches[:-1]) if len(h)]
+        profile = IntradayProfile.learn(history) if history else None
+        yield Dataset(f"sample {sym} {files[-1].name[7:17]} (profile: {len(history)} days)",
+                      batches[-1].for_symbol(sym), profile)
 
 
 def frog() -> Iterator[Dataset]:
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="synthetic,frog")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--starts", type=int, default=10)
-    ap.add_argument("--days", type=int, default=4, help="synthetic days generated (the last is replayed)")
+    ap.add_argument("--days", type=int, default=5, help="sample days used (the last is replayed)")
     ap.add_argument("--windows", default="30,60", help="window lengths, minutes")
     ap.add_argument("--sizes", default="0.05,0.10", help="order sizes, shares of the window's volume")
     ap.add_argument("--sides", default="buy,sell")
