@@ -284,10 +284,12 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from agent.app.logs import configure_logging
+    from agent.live.settings import LogSection
+
     args = build_parser().parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    # WARNING (-v: INFO, -vv: DEBUG) until a command with a configuration applies its [log] section
+    configure_logging(LogSection(level="WARNING"), verbose=args.verbose)
     try:
         return int(args.handler(args))
     except MpcAgentError as exc:
