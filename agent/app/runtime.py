@@ -65,7 +65,7 @@ class Runtime:
         if svc is None:
             raise Unavailable(REBUILDING)
         try:
-            rows: list[dict[str, Any]] = await svc.parents()
+            rows: list[dict[str, Any]] = await svc.ops.parents()
         except FeedError as exc:  # stopped between the check and the call
             raise Unavailable(str(exc)) from exc
         return rows
@@ -80,7 +80,7 @@ class Runtime:
         applied = False
         if svc is not None:
             try:
-                await svc.request_kill(cmd)
+                await svc.ops.request_kill(cmd)
                 applied = True
             except FeedError:  # the service stopped meanwhile: the next one applies the process's switch
                 pass

@@ -16,8 +16,9 @@ thread-safe) by the service's housekeeping task every
 
 A parent first seen already ended is one restored from the state topic (it
 ended before this process took over): no event, no unfilled count, unless
-this process accepted it (``accepted``: a parent submitted and ended between
-two scans).
+this process accepted it (:meth:`ParentLifecycle.expect`, called on the event
+loop *before* the step that submits it: a parent submitted and ended between
+two scans still gives its event).
 """
 
 from __future__ import annotations
@@ -76,13 +77,15 @@ class ParentLifecycle:
         self.wall_clock = wall_clock
         self._status: dict[str, str] = {}
         self._ended_ns: dict[str, int] = {}
-        self._accepted: set[str] = set()
+        self._expected: set[str] = set()  # added on the loop, read and discarded on the engine thread
 
-    def scan(self, engine: ExecutionEngine, now_ns: int | None, accepted: Iterable[str] = ()) -> Scan:
+    def expect(self, parent_ids: Iterable[str]) -> None:
+        """Parents about to be submitted by this process (event loop, before their step is queued)."""
+        self._expected.update(parent_ids)
+
+    def scan(self, engine: ExecutionEngine, now_ns: int | None) -> Scan:
         """One pass over the engine's parents (engine thread); ``now_ns`` = the service clock (None:
-        every active parent counts as started); ``accepted`` = parents this process took since the last
-        scan."""
-        self._accepted.update(accepted)
+        every active parent counts as started)."""
         wall = self.wall_clock()
         out = Scan(counts=dict.fromkeys(STATUSES, 0))
         parents = engine.parents
@@ -93,14 +96,15 @@ class ParentLifecycle:
                 self._status[pid] = st.status
                 if st.done:
                     self._ended_ns.setdefault(pid, wall)
-                    if prev == ACTIVE or pid in self._accepted:
+                    if prev == ACTIVE or (prev is None and pid in self._expected):
                         out.ended.append(_ended(st))
+                if prev is None:
+                    self._expected.discard(pid)
             if not st.done:
                 p = st.parent
                 if now_ns is None or p.start_ns <= now_ns:
                     first = out.active_symbols.get(p.symbol)
                     out.active_symbols[p.symbol] = p.start_ns if first is None else min(first, p.start_ns)
-        self._accepted.clear()
         for pid, t in list(self._ended_ns.items()):
             if wall - t >= self.retention_ns and pid in parents:
                 engine.drop(pid)

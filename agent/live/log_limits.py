@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.live.events import emit
+from agent.live.settings import LogSection
 
 
 @dataclass(slots=True)
@@ -43,6 +44,11 @@ class RateLimitedLog:
         self.logger, self.lines, self.interval_s, self.clock = logger, lines, interval_s, clock
         self._windows: dict[str, _Window] = {}
         self.suppressed_total = 0
+
+    @classmethod
+    def from_settings(cls, s: LogSection, logger: str = "agent.live.intake") -> RateLimitedLog:
+        """The dead-letter log of ``[log]``: ``dead_letter_lines`` per ``rate_limit_interval_s``."""
+        return cls(logging.getLogger(logger), lines=s.dead_letter_lines, interval_s=s.rate_limit_interval_s)
 
     def emit(self, key: str, level: int, event: str, message: str, /, *args: Any, **fields: Any) -> bool:
         """Log like :func:`agent.live.events.emit` unless ``key`` used up its window; True when logged."""

@@ -77,7 +77,6 @@ class Operations:
         self.lifecycle = ParentLifecycle(settings.ended_parent_retention_s, wall_clock=time.time_ns)
         self.loop_beat = self.engine_beat = time.monotonic()
         self.active_symbols: dict[str, int] = {}
-        self._accepted: list[str] = []
         self._pending_kill: list[KillSwitchCommand] = []
         self._scan: asyncio.Future[Scan] | None = None
         risk_age_ms = svc.engine.settings.risk.max_snapshot_age_ms
@@ -98,9 +97,12 @@ class Operations:
                 emit(log, logging.INFO, "parent_cancel_requested", "cancel of parent %s requested", item,
                      parent_id=item)
 
+    def expect(self, inb: Inbound) -> None:
+        """Before a step is queued: the parents it may submit (see :meth:`ParentLifecycle.expect`)."""
+        self.lifecycle.expect(p.parent_id for p in inb.control if isinstance(p, ParentOrder))
+
     def accepted(self, p: ParentOrder) -> None:
         """One ``parent_accepted`` line (a parent from the topic or from the configuration)."""
-        self._accepted.append(p.parent_id)
         emit(log, logging.INFO, "parent_accepted", "parent %s accepted: %s %g %s over %d period(s) of %g s",
              p.parent_id, p.side, p.quantity, p.symbol, p.n_periods, p.period_s,
              parent_id=p.parent_id, symbol=p.symbol, side=p.side, quantity=p.quantity, start_ns=p.start_ns,
@@ -191,9 +193,7 @@ class Operations:
     async def tick(self, wait_s: float = 0.0) -> None:
         """One housekeeping pass; waits up to ``wait_s`` for the engine thread's scan."""
         if self._scan is None:
-            accepted, self._accepted = self._accepted, []
-            self._scan = asyncio.ensure_future(
-                self.svc.call(self.lifecycle.scan, self.svc.engine, self.now_ns(), accepted))
+            self._scan = asyncio.ensure_future(self.svc.call(self.lifecycle.scan, self.svc.engine, self.now_ns()))
         done, _ = await asyncio.wait({self._scan}, timeout=wait_s if wait_s > 0 else None)
         if done:
             fut, self._scan = self._scan, None

@@ -26,17 +26,14 @@ Staleness: with a ``clock`` the engine gets ``now_ns=clock()`` and refuses to
 trade on a book older than ``max_snapshot_age_ms``; a watchdog task flags
 (``mpc_agent_feed_stale``) and counts periods without market data.
 
-Operations (:mod:`agent.live.operations`): the kill switch, the parents'
-lifecycle (events, status rows, retention), liveness and readiness, and a
-housekeeping task; the HTTP layer (:mod:`agent.live.http`) reads them here.
+Operations (:mod:`agent.live.operations`, ``self.ops``): kill switch, parent
+lifecycle, liveness, readiness, housekeeping; read by :mod:`agent.live.http`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -50,7 +47,7 @@ from agent.core.model import ParentOrder
 from agent.live.delivery import AtLeastOnce, Delivery
 from agent.live.engine_step import EngineDriver, StepResult, Venue
 from agent.live.intake import Inbound, Intake
-from agent.live.kill_switch import KillSwitch, KillSwitchCommand
+from agent.live.kill_switch import KillSwitch
 from agent.live.log_limits import RateLimitedLog
 from agent.live.metrics import AgentMetrics
 from agent.live.operations import Operations
@@ -109,7 +106,7 @@ class AgentService:
         self.intake = Intake(self.topics, metrics, max_message_bytes=max_message_bytes, clock=clock,
                              max_future_skew_ms=self.settings.max_future_skew_ms,
                              max_parent_periods=self.settings.max_parent_periods,
-                             dead_letter_log=_dead_letter_log(log_settings or LogSection()))
+                             dead_letter_log=RateLimitedLog.from_settings(log_settings or LogSection()))
         self.delivery: Delivery = delivery if delivery is not None else AtLeastOnce()
         self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue)
         self.children_sent = 0
@@ -200,13 +197,6 @@ class AgentService:
         """Make :meth:`run` return after the current step (SIGTERM/SIGINT call this)."""
         self._stop_requested = True
 
-    def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT -> :meth:`request_stop` (graceful shutdown)."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.request_stop)
-
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         """A named background task kept in a set; its failure is logged."""
         task = asyncio.create_task(coro, name=name)
@@ -235,31 +225,19 @@ class AgentService:
         return ready, body
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """``(connected, details)``: started and every feed connected (partitions assigned). Tests and
-        benchmarks wait on it; ``/readyz`` is :meth:`readiness`."""
-        feeds: dict[str, bool] = {"sink": self._started}
-        if self.source is not None:
-            assignment = getattr(self.source, "assignment", None)
-            try:
-                feeds["source"] = self._started and (assignment is None or bool(assignment()))
-            except FeedError:
-                feeds["source"] = False
-        if self.md_feed is not None:
-            feeds["file"] = self._started
-        ready = self._started and not self._stopped and all(feeds.values())
-        return ready, {"feeds": feeds, "md_stale": self._stale, "children_sent": self.children_sent}
+        """``(connected, details)``: started, not stopped, partitions assigned (tests and benchmarks wait on
+        it); ``/readyz`` is :meth:`readiness`."""
+        assignment = getattr(self.source, "assignment", None)
+        try:
+            source = assignment is None or bool(assignment())
+        except FeedError:
+            source = False
+        ready = self._started and not self._stopped and source
+        return ready, {"source": source, "md_stale": self._stale, "children_sent": self.children_sent}
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         """``(alive, body)`` of ``/livez``."""
         return self.ops.liveness()
-
-    async def parents(self) -> list[dict[str, Any]]:
-        """``GET /parents``: every parent the engine holds (ended ones until their retention passes)."""
-        return await self.ops.parents()
-
-    async def request_kill(self, cmd: KillSwitchCommand) -> bool:
-        """Set the kill switch now (``POST /kill-switch``); True when it flipped."""
-        return await self.ops.request_kill(cmd)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the engine thread (every engine call goes through here)."""
@@ -269,6 +247,7 @@ class AgentService:
 
     async def submit(self, parent: ParentOrder) -> None:
         """Start managing ``parent`` (from config, flags or a JSON file)."""
+        self.ops.lifecycle.expect([parent.parent_id])
         if await self.call(self.engine.submit, parent):
             self.ops.accepted(parent)
         for sym, rem in (await self.call(self.driver.remaining)).items():
@@ -338,6 +317,7 @@ class AgentService:
         return Work(inb, records, t_arrival, n, self.delivery.generation)
 
     async def _process(self, work: Work) -> None:
+        self.ops.expect(work.inbound)
         if work.inbound.kill:
             await self.ops.apply_kill(work.inbound.kill)
         await self.delivery.process(self, work)
@@ -414,7 +394,3 @@ class AgentService:
             self.metrics.feed_stale.set(1 if stale else 0)
 
 
-
-def _dead_letter_log(s: LogSection) -> RateLimitedLog:
-    return RateLimitedLog(logging.getLogger("agent.live.intake"), lines=s.dead_letter_lines,
-                          interval_s=s.rate_limit_interval_s)

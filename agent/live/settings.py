@@ -42,7 +42,7 @@ class ServiceSection(Section):
     max_parent_periods: int = Field(default=100_000, gt=0, description="parent orders with more periods "
                                     "are rejected (too_many_periods)")
     ended_parent_retention_s: float = Field(
-        default=3600.0, ge=0, description="parents that ended stay listed (GET /parents) and in the state "
+        default=600.0, ge=0, description="parents that ended stay listed (GET /parents) and in the state "
         "topic this long, then are dropped from the engine and tombstoned")
     housekeeping_interval_ms: int = Field(
         default=500, gt=0, description="how often parent lifecycle events, the parents gauges, readiness and "

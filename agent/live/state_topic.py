@@ -26,9 +26,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent.core.engine import ExecutionEngine
+from agent.core.parent_state import COMPLETED
 from agent.live.kill_switch import KILL_SWITCH_KEY, KillSwitch, KillSwitchCommand, parse_record
 
 log = logging.getLogger("agent.state")
+
+LATE_FILL_WINDOW_S = 60.0
+"""A cancelled or expired parent is checked for late fills every step for this long after it ended."""
+FROZEN_RECHECK_S = 5.0
+"""Then every this many seconds (one pass over the ended parents kept for their retention)."""
 
 
 def symbol_partition(symbol: str, n_partitions: int) -> int:
@@ -60,7 +66,11 @@ class StateTracker:
       for a parent that has *ended* the symbol's market state inside the record is
       left out of the comparison (it moves with every market-data step, and an
       ended parent never decides again), so an ended parent is written once, and
-      again only if a late fill changes it;
+      again only if a late fill changes it. A completed parent cannot change any
+      more; a cancelled or expired one is checked every step for
+      :data:`LATE_FILL_WINDOW_S` after it ended (fills of child orders sent before
+      the end), then every :data:`FROZEN_RECHECK_S`: a step does not pay for the
+      ended parents kept for their retention;
     - a tombstone (value None) for a parent written before that the engine no
       longer holds (dropped after ``service.ended_parent_retention_s``); parents
       handed to another agent are :meth:`forget`-ten first and get none;
@@ -72,13 +82,18 @@ class StateTracker:
     engine : the decision core whose parents are tracked.
     agent_id : written into every record (who wrote it).
     kill_switch : the process's switch (None: not persisted).
+    clock : monotonic seconds (the late-fill window).
     """
 
-    def __init__(self, engine: ExecutionEngine, agent_id: str, kill_switch: KillSwitch | None = None) -> None:
-        self.engine, self.agent_id, self.kill_switch = engine, agent_id, kill_switch
+    def __init__(self, engine: ExecutionEngine, agent_id: str, kill_switch: KillSwitch | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine, self.agent_id, self.kill_switch, self.clock = engine, agent_id, kill_switch, clock
         self.written: dict[str, dict[str, Any]] = {}  # parent_id -> last record written (committed or pending)
         self.kill_written: KillSwitchCommand | None = None  # last kill-switch state written or read
         self._ended: dict[str, tuple[Any, ...]] = {}  # parent_id -> fingerprint of its final record
+        self._ended_at: dict[str, float] = {}
+        self._frozen: set[str] = set()  # ended, written, out of the late-fill window
+        self._recheck_at = 0.0
 
     def collect(self) -> list[tuple[str, bytes | None]]:
         """``(key, value)`` of every record to write in this step (value None = tombstone).
@@ -88,14 +103,22 @@ class StateTracker:
         runs ahead of what a successor would read."""
         out: list[tuple[str, bytes | None]] = []
         parents = self.engine.parents
-        for pid, st in parents.items():
+        now = self.clock()
+        if self._frozen and now >= self._recheck_at:
+            self._frozen.clear()  # every FROZEN_RECHECK_S: one pass over all of them
+            self._recheck_at = now + FROZEN_RECHECK_S
+        for pid in (parents.keys() - self._frozen) if self._frozen else list(parents):
+            st = parents[pid]
             if st.done:
                 fp = _fingerprint(st)
                 if self._ended.get(pid) == fp:
-                    continue  # ended and written: nothing of its own can change but a late fill
+                    if st.status == COMPLETED or now - self._ended_at.get(pid, now) >= LATE_FILL_WINDOW_S:
+                        self._frozen.add(pid)
+                    continue
                 rec = self.engine.snapshot(pid)
                 prev = self.written.get(pid)
                 self._ended[pid] = fp
+                self._ended_at.setdefault(pid, now)
                 if prev is not None and _without_market(prev) == _without_market(rec):
                     continue
             else:
@@ -104,12 +127,10 @@ class StateTracker:
                     continue
             self.written[pid] = rec
             out.append((pid, state_message(self.engine, pid, rec, self.agent_id)))
-        if len(self.written) > len(parents) or len(self._ended) > len(parents):
-            for pid in [p for p in self.written if p not in parents]:
-                del self.written[pid]
-                out.append((pid, None))
-            for pid in [p for p in self._ended if p not in parents]:
-                del self._ended[pid]
+        for pid in self.written.keys() - parents.keys():
+            del self.written[pid]
+            out.append((pid, None))
+            self._untrack(pid)
         ks = self.kill_switch
         if ks is not None and ks.state.ts_ns and ks.state != self.kill_written:
             self.kill_written = ks.state
@@ -120,7 +141,12 @@ class StateTracker:
         """Stop tracking parents another agent owns now (no tombstone for them)."""
         for pid in parent_ids:
             self.written.pop(pid, None)
-            self._ended.pop(pid, None)
+            self._untrack(pid)
+
+    def _untrack(self, pid: str) -> None:
+        self._ended.pop(pid, None)
+        self._ended_at.pop(pid, None)
+        self._frozen.discard(pid)
 
 
 def _fingerprint(st: Any) -> tuple[Any, ...]:

@@ -31,9 +31,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.app.fill_responder import FillResponder, SimulatedVenue
+from agent.app.runtime import Runtime
 from agent.core.engine import ExecutionEngine, mpc_policy
 from agent.core.model import NS_PER_S, ChildOrder, Fill, ParentOrder
-from agent.live.http import MetricsServer
+from agent.live.http import HttpServer
 from agent.live.metrics import AgentMetrics
 from agent.live.service import AgentService
 from agent.live.settings import ServiceSection, TopicsSection
@@ -134,7 +135,7 @@ async def _scenario(bootstrap: str) -> Scenario:
     venue = SimulatedVenue(book)
     responder = FillResponder(venue, KafkaSource(conn, [topics.child_orders], group_id=f"venue-{tag}"),
                               KafkaSink(conn), fills_topic=topics.fills)
-    http = MetricsServer(metrics.registry, agent.health, host="127.0.0.1", port=0)
+    http = HttpServer(metrics.registry, Runtime({"service": agent}, agent.kill_switch), host="127.0.0.1", port=0)
     async with agent, http, KafkaSink(conn) as market:
         agent_task = asyncio.create_task(agent.run(), name="agent")
         venue_task = asyncio.create_task(responder.run(), name="venue")
