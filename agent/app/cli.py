@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=None)
     p.set_defaults(handler=_cmd_run)
 
-    p = sub.add_parser("publish", help="put a data file or a parent order on Kafka")
+    p = sub.add_parser("publish", help="put a data file, a parent order, a cancel or a kill switch on Kafka")
     p.add_argument("path", nargs="?", default=None, metavar="PATH")
     p.add_argument("--topic", default=None)
     p.add_argument("--speed", type=float, default=0.0)
@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", default=None, help="HH:MM (parent.tz), ISO-8601 or ns")
     p.add_argument("--end", default=None)
     p.add_argument("--period-s", type=float, default=None)
+    p.add_argument("--cancel", default=None, metavar="PARENT_ID",
+                   help="send parent_cancel.v1 for PARENT_ID (with --symbol: the key that routes it)")
+    p.add_argument("--kill-switch", default=None, choices=("on", "off"),
+                   help="send kill_switch.v1 to every partition of the parent-orders topic (with --reason)")
+    p.add_argument("--reason", default=None, help="why (kill switch, cancel)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(handler=_cmd_publish)
     return parser
 

@@ -23,7 +23,7 @@ from agent.core.errors import FeedError
 from agent.live.http import Unavailable
 from agent.live.kill_switch import KillSwitch
 
-REBUILDING = "the service is being rebuilt after a failure"
+REBUILDING = "the service is starting, or being rebuilt after a failure"
 
 
 class Runtime:
