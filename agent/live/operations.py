@@ -16,8 +16,8 @@ Every ``service.housekeeping_interval_ms`` the housekeeping task
    shares counted, ``mpc_agent_parents{status}`` is set, parents past their
    retention are dropped; the scan's return also proves the engine thread alive;
 2. closes the dead-letter log windows that ended (their suppressed counts);
-3. sets ``mpc_agent_ready`` from :meth:`readiness`, so the gauge and ``/readyz``
-   always agree.
+3. evaluates :meth:`readiness`, which sets ``mpc_agent_ready`` (so does every
+   ``/readyz`` request): the gauge and the endpoint always agree.
 """
 
 from __future__ import annotations
@@ -170,10 +170,12 @@ class Operations:
                 assigned = len(assignment())
             except Exception:  # a consumer not started (yet) or closed
                 assigned = 0
-        return health.readiness(health.ReadinessInput(
+        ready, body = health.readiness(health.ReadinessInput(
             running=self.svc.running and alive, broker_up=self._broker(), assigned=assigned,
             active_symbols=self.active_symbols, last_ts=self.svc.intake.last_ts, now_ns=self.now_ns(),
             max_age_ns=self.max_age_ns, kill=self.kill_switch.state))
+        self.svc.metrics.ready.set(1 if ready else 0)  # the gauge says what /readyz said last
+        return ready, body
 
     def _broker(self) -> bool | None:
         return None if self.broker_up is None else self.broker_up()
@@ -200,7 +202,7 @@ class Operations:
             self.engine_beat = time.monotonic()
             self._report(fut.result())
         self.svc.intake.dead_letter_log.flush()
-        self.svc.metrics.ready.set(1 if self.readiness()[0] else 0)
+        self.readiness()  # sets mpc_agent_ready
 
     def cancel(self) -> None:
         if self._scan is not None:

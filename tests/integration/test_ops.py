@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,10 +29,13 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.core.model import NS_PER_S, ParentOrder
+from agent.core.engine import ExecutionEngine
+from agent.core.model import NS_PER_S, Fill, ParentOrder
 from agent.live.kill_switch import KILL_SWITCH_KEY
-from agent.live.state_topic import read_state
-from feeds.kafka import KafkaConnection, KafkaSink
+from agent.live.lifecycle import ParentLifecycle
+from agent.live.state_topic import StateTracker, read_state, restore
+from feeds.kafka import KafkaConnection, KafkaSink, create_topics
+from feeds.ports import OutRecord
 from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env, read_topic
 from tests.integration.test_crash_recovery import (
     check_children,
@@ -219,3 +223,141 @@ def _count(kinds: list[str]) -> dict[str, int]:
     for k in kinds:
         out[k] = out.get(k, 0) + 1
     return out
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Any:
+    from tests.integration.test_outage import KAFKA_LOCAL, PrivateBroker
+
+    broker = PrivateBroker(tmp_path / "kafka")
+    bootstrap = broker.run("start")
+    try:
+        yield broker, bootstrap
+    finally:
+        subprocess.run([str(KAFKA_LOCAL), "stop"], env=broker.env, capture_output=True, timeout=120, check=False)
+
+
+def test_readiness_names_the_broker_during_an_outage_and_kafka_errors_are_two_lines(
+        private_broker: Any, tmp_path: Path) -> None:
+    asyncio.run(_outage_scenario(*private_broker, tmp_path))
+
+
+async def _outage_scenario(broker: Any, bootstrap: str, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    topics = make_topics(tag)
+    conn = KafkaConnection(bootstrap_servers=bootstrap, client_id=f"test-{tag}", request_timeout_ms=5000)
+    await setup_topics(conn, topics, 1)
+    port = free_port()
+    http = Http(port)
+    agent = AgentProcess(agent_env(bootstrap, topics, agent_id=f"rdy-{tag}", group_id=f"g-{tag}", metrics_port=port,
+                                   extra={"MPC_AGENT_LOG__KAFKA_QUIET_S": "5"}), tmp_path / "agent.log")
+    start = time.time_ns() + 3 * NS_PER_S
+    parent = ParentOrder(f"R-{tag}", "FROG", "buy", QTY, start, start + 240 * NS_PER_S, period_s=1.0)
+    report: list[str] = []
+    try:
+        async with Market(conn, topics.md, ["FROG"]), Venue(conn, topics) as venue:
+            agent.start()
+            await publish_parents(conn, topics.parent_orders, [parent])
+
+            async def ready() -> bool:
+                return (await http.get("/readyz"))[0] == 200 and len(venue.filled) >= 2
+
+            await until(ready, "/readyz 200 with the parent trading", 90, agent)
+            _, body = await http.get("/readyz")
+            assert set(body["conditions"]) == {"service", "broker", "partitions", "market_data", "kill_switch"}
+            assert body["conditions"]["market_data"]["age_s"]["FROG"] < 2.0
+
+            # ---- the broker goes away
+            await asyncio.to_thread(broker.run, "pause")
+            t_pause = time.monotonic()
+            seen: list[tuple[float, int | None, list[str]]] = []
+            alive: set[int | None] = set()
+
+            async def not_ready() -> bool:
+                status, body = await http.get("/readyz")
+                alive.add((await http.get("/livez"))[0])
+                seen.append((time.monotonic() - t_pause, status, body.get("failing", []) if body else []))
+                return status == 503 and "broker" in body["failing"]
+
+            took = await until(not_ready, "/readyz 503 naming the broker", 30, agent, interval_s=0.5)
+            assert await http.metric("mpc_agent_ready") == 0.0 and await http.metric("mpc_agent_broker_up") == 0.0
+            report.append(f"/readyz 503 (broker) {took:.1f} s after the pause")
+            await asyncio.sleep(max(0.0, 15.0 - (time.monotonic() - t_pause)))  # a 15 s outage
+            alive.add((await http.get("/livez"))[0])
+            assert alive == {200}, f"/livez during the outage: {alive}"
+            assert agent.alive
+
+            # ---- the broker comes back
+            await asyncio.to_thread(broker.run, "resume")
+            t_resume = time.monotonic()
+            took = await until(ready, "/readyz 200 after the broker returned", 120, agent, interval_s=0.5)
+            report.append(f"/readyz 200 again {took:.1f} s after the resume")
+            assert await http.metric("mpc_agent_ready") == 1.0  # set by the /readyz request itself too
+            await asyncio.sleep(7.0)  # log.kafka_quiet_s = 5: the outage's closing line
+            outage_s = t_resume - t_pause
+    finally:
+        agent.kill()
+    lines = [json.loads(x) for x in agent.log_text().splitlines() if x.startswith("{")]
+    kafka_errors = [x for x in lines if x["logger"].startswith("aiokafka") and x["level"] in ("WARNING", "ERROR")]
+    outages = [x for x in lines if x.get("event") == "kafka_outage"]
+    phases = [x["phase"] for x in outages]
+    assert phases and phases[0] == "start" and "end" in phases, phases
+    ends = [x for x in outages if x["phase"] == "end"]
+    assert max(x["duration_s"] for x in ends) >= 0.5 * outage_s, ends
+    assert len(kafka_errors) <= 2 * len(ends) + 2, [x["message"] for x in kafka_errors]
+    report.append(f"aiokafka warning/error lines: {len(kafka_errors)} for a {outage_s:.0f} s outage; "
+                  f"outage lines {[(x['phase'], x.get('duration_s'), x.get('suppressed')) for x in outages]}")
+    print("\nreadiness: " + "; ".join(report))
+
+
+def test_a_restore_after_1000_finished_parents_on_the_state_topic_brings_none_back_as_active(
+        kafka_bootstrap: str) -> None:
+    asyncio.run(_thousand_scenario(kafka_bootstrap))
+
+
+async def _thousand_scenario(bootstrap: str) -> None:
+    """1,000 parents accepted and finished through the real compacted state topic, in two halves: the
+    first half past its retention (dropped, tombstoned), the second still retained."""
+    tag = uuid.uuid4().hex[:8]
+    topic = f"state.{tag}"
+    conn = KafkaConnection(bootstrap_servers=bootstrap, client_id=f"test-{tag}", request_timeout_ms=10000)
+    await create_topics(conn, [topic], 1, compacted=True)
+    eng, clock = ExecutionEngine(), [0]
+    life = ParentLifecycle(60.0, wall_clock=lambda: clock[0])
+    seconds = iter(range(10**6))
+    tracker = StateTracker(eng, "a1", clock=lambda: float(next(seconds)))
+    written = {"records": 0, "tombstones": 0}
+    t0 = NS_PER_S * 1_743_687_000
+
+    async with KafkaSink(conn) as sink:
+        async def step() -> None:
+            out = tracker.collect()
+            written["records"] += sum(v is not None for _, v in out)
+            written["tombstones"] += sum(v is None for _, v in out)
+            if out:
+                await sink.send_many([OutRecord(topic, v, key=k.encode()) for k, v in out])
+
+        for half in range(2):
+            for i in range(500 * half, 500 * (half + 1)):
+                pid = f"P{i:04d}"
+                eng.submit(ParentOrder(pid, "AAA", "buy", 1000.0, t0, t0 + 300 * NS_PER_S, 60.0))
+                await step()
+                if i % 2:
+                    eng.cancel(pid)
+                else:
+                    eng.on_fill(Fill(f"f{i}", f"{pid}:0", pid, 1000.0, 50.0, t0))
+                await step()
+            scan = life.scan(eng, now_ns=t0)  # the half's end times (and, after the second, the first's drop)
+            if half == 0:
+                clock[0] += 61 * NS_PER_S  # the first half's retention (60 s) passes
+        assert len(scan.dropped) == 500 and scan.counts == {"active": 0, "completed": 250, "cancelled": 250,
+                                                            "expired": 0}
+        await step()
+    assert written == {"records": 2000, "tombstones": 500}, written
+    records = await read_state(state_reader(conn), topic)
+    assert len(records) == 500 and all(r["status"] != "active" for r in records.values())
+    fresh = ExecutionEngine()
+    restored = restore(fresh, StateTracker(fresh, "a2"), records, owns=lambda s: True)
+    assert not fresh.active() and len(restored) == 500
+    assert {r["status"] for r in restored} == {"completed", "cancelled"}
+    assert all(int(r["parent_id"][1:]) >= 500 for r in restored)  # the dropped half stays dropped
