@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
@@ -82,14 +83,8 @@ def _slice() -> BookBatch:
 
 
 async def _http(url: str, path: str) -> tuple[int, str]:
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
+    async with aiohttp.ClientSession() as s, s.get(url + path) as r:
+        return r.status, await r.text()
 
 
 async def _until(cond: Any, what: str, timeout_s: float = 20.0) -> None:
