@@ -26,13 +26,8 @@ ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 ALERTS_TEST = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 PROMETHEUS_LOCAL = ROOT / "scripts" / "prometheus-local"
 
-PENDING_METRICS: dict[str, str] = {
-    "mpc_agent_kill_switch": "runtime kill switch gauge (issue 14 item 4)",
-    "mpc_agent_parents": "parents by status gauge (issue 14 item 5)",
-    "mpc_agent_parent_unfilled_shares_total": "unexecuted shares of ended parents by symbol (issue 14 item 5)",
-    "process_start_time_seconds": "prometheus_client ProcessCollector on the agent's registry",
-}
-PENDING_LABELLED_COUNTERS = {"mpc_agent_parent_unfilled_shares_total"}
+PENDING_METRICS: dict[str, str] = {}
+PENDING_LABELLED_COUNTERS: set[str] = set()
 PROMETHEUS_SYNTHETIC = {"up"}  # made by Prometheus itself, not by the agent
 
 _NAME = re.compile(r"\b(mpc_agent_[a-z0-9_]+|process_[a-z0-9_]+|up)\b(?!\s*\()")

@@ -56,6 +56,13 @@ def redact_logs(cfg: AgentConfig) -> None:
     install_redaction(cfg.secret_values())
 
 
+def setup_logging(cfg: AgentConfig, verbose: int = 0) -> None:
+    """The process's logging from ``[log]`` (once, by the CLI): format, level, secrets masked."""
+    from agent.app.logs import configure_logging
+
+    configure_logging(cfg.log, verbose=verbose, secrets=cfg.secret_values())
+
+
 # ---------------------------------------------------------------------- build
 class Built:
     """One service wired from config, with what the caller may want to look at."""
@@ -64,12 +71,13 @@ class Built:
         self.service, self.engine, self.delivery = service, engine, delivery
 
 
-def build_engine(cfg: AgentConfig) -> Any:
-    """The decision core from ``[engine]``, ``[risk]`` and ``[solver]`` (wall clock for ``ts_init``)."""
+def build_engine(cfg: AgentConfig, kill_switch: Any | None = None) -> Any:
+    """The decision core from ``[engine]``, ``[risk]`` and ``[solver]`` (wall clock for ``ts_init``); the
+    kill switch from the process's switch when given, else ``risk.kill_switch``."""
     from agent.core.engine import ExecutionEngine
 
     engine = ExecutionEngine(cfg.engine_settings(), clock=time.time_ns, profile=cfg.load_profile())
-    engine.kill_switch = cfg.risk.kill_switch
+    engine.kill_switch = kill_switch.on if kill_switch is not None else cfg.risk.kill_switch
     return engine
 
 
@@ -92,9 +100,12 @@ async def ensure_topics(conn: Any, cfg: AgentConfig) -> None:
 
 
 def build_kafka_service(cfg: AgentConfig, conn: Any, metrics: Any, reliability: Any, *,
-                        engine: Any | None = None, agent_id: str | None = None) -> Built:
+                        engine: Any | None = None, agent_id: str | None = None,
+                        kill_switch: Any | None = None) -> Built:
     """The Kafka service of ``mpc-agent run`` (also used by the benchmark and the tests):
-    transactional delivery when ``kafka.exactly_once`` (default), else at-least-once."""
+    transactional delivery when ``kafka.exactly_once`` (default), else at-least-once. Readiness
+    follows the broker probe (``reliability.broker_reachable``) once one has run: the transactional
+    delivery's, or :func:`run_live`'s in at-least-once mode."""
     import aiokafka
 
     from agent.live.delivery import AtLeastOnce, Transactional
@@ -102,7 +113,7 @@ def build_kafka_service(cfg: AgentConfig, conn: Any, metrics: Any, reliability: 
     from feeds.kafka import KafkaSink, KafkaSource
 
     k, t = cfg.kafka, cfg.topics
-    engine = engine if engine is not None else build_engine(cfg)
+    engine = engine if engine is not None else build_engine(cfg, kill_switch)
     clock = time.time_ns if cfg.service.clock == "wall" else None
     if k.exactly_once:
         aid = agent_id or k.agent_id or socket.gethostname()
@@ -123,11 +134,13 @@ def build_kafka_service(cfg: AgentConfig, conn: Any, metrics: Any, reliability: 
         source = KafkaSource(conn, input_topics(cfg), group_id=k.group_id)
         sink = KafkaSink(conn)
     service = AgentService(engine, sink=sink, metrics=metrics, topics=t, settings=cfg.service, source=source,
-                           max_message_bytes=k.max_message_bytes, clock=clock, delivery=delivery)
+                           max_message_bytes=k.max_message_bytes, clock=clock, delivery=delivery,
+                           kill_switch=kill_switch, log_settings=cfg.log,
+                           broker_up=lambda: reliability.broker_reachable)
     return Built(service, engine, delivery)
 
 
-def build_file_service(cfg: AgentConfig, metrics: Any) -> tuple[Built, int, str]:
+def build_file_service(cfg: AgentConfig, metrics: Any, kill_switch: Any | None = None) -> tuple[Built, int, str]:
     """``--feed file``: the data file paced through the same service, a simulated venue in process."""
     from agent.app.fill_responder import SimulatedVenue
     from agent.live.service import AgentService
@@ -153,10 +166,11 @@ def build_file_service(cfg: AgentConfig, metrics: Any) -> tuple[Built, int, str]
         sink: Any = JsonlSink(paths, default_dir=Path(ff.jsonl_path).parent)
     else:
         sink = KafkaSink(kafka_connection(cfg))
-    engine = build_engine(cfg)
+    engine = build_engine(cfg, kill_switch)
     service = AgentService(engine, sink=sink, metrics=metrics, topics=t, settings=cfg.service, md_feed=feed,
                            clock=feed.clock if ff.speed_x > 0 else None, venue=venue,
-                           max_message_bytes=cfg.kafka.max_message_bytes)
+                           max_message_bytes=cfg.kafka.max_message_bytes, kill_switch=kill_switch,
+                           log_settings=cfg.log)
     return Built(service, engine, service.delivery), int(book.ts_event[0]), str(book.symbol[0])
 
 
@@ -177,38 +191,46 @@ async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[st
     from the topic after an exponential backoff (0.5 s doubling to 15 s, reset after a minute of
     healthy running); ``mpc_agent_service_restarts_total`` counts the rebuilds.
     """
-    from agent.live.http import MetricsServer
+    from agent.app.runtime import Runtime
+    from agent.live.broker_probe import probe_broker
+    from agent.live.http import HttpServer
+    from agent.live.kill_switch import KillSwitch
     from agent.live.metrics import AgentMetrics, ReliabilityMetrics
 
     metrics = AgentMetrics.create(CollectorRegistry(auto_describe=True))
     reliability = ReliabilityMetrics.create(metrics.registry)
-    current: dict[str, Any] = {}
+    kill = KillSwitch(cfg.risk.kill_switch, gauge=metrics.kill_switch)
+    current: dict[str, Any] = {"kill_switch": kill}
     stop = asyncio.Event()
-
-    def health() -> tuple[bool, dict[str, Any]]:
-        svc = current.get("service")
-        return svc.health() if svc is not None else (False, {"feeds": {}, "restarting": True})
 
     def request_stop() -> None:
         stop.set()
         if current.get("service") is not None:
             current["service"].request_stop()
 
-    http = MetricsServer(metrics.registry, health, host=cfg.http.host, port=cfg.http.port)
+    token = cfg.http.admin_token.get_secret_value() if cfg.http.admin_token is not None else None
+    http = HttpServer(metrics.registry, Runtime(current, kill), host=cfg.http.host, port=cfg.http.port,
+                      admin_token=token)
     if cfg.http.enabled:
         await http.start()
     if install_signals:
         on_stop_signals(request_stop)
+    probe: asyncio.Task[None] | None = None
+    if cfg.service.feed == "kafka" and not cfg.kafka.exactly_once:  # the transactional delivery probes itself
+        probe = asyncio.create_task(probe_broker(cfg.kafka.bootstrap_servers, reliability), name="broker-probe")
     t0 = time.perf_counter()
     try:
         if cfg.service.feed == "file":
-            built, first_ts, symbol = build_file_service(cfg, metrics)
+            built, first_ts, symbol = build_file_service(cfg, metrics, kill)
             current["service"] = built.service
             await _run_once(built, parent_from_config(cfg.parent, first_ts_ns=first_ts, default_symbol=symbol))
             engines = [built.engine]
         else:
             engines = await _run_kafka(cfg, metrics, reliability, current, stop)
     finally:
+        if probe is not None:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
         await http.stop()
     engine = engines[-1] if engines else None
     svc = current.get("service")
@@ -244,7 +266,7 @@ async def _run_kafka(cfg: AgentConfig, metrics: Any, reliability: Any, current: 
         built: Built | None = None
         try:
             await ensure_topics(conn, cfg)
-            built = build_kafka_service(cfg, conn, metrics, reliability)
+            built = build_kafka_service(cfg, conn, metrics, reliability, kill_switch=current.get("kill_switch"))
             engines.append(built.engine)
             current["service"] = built.service
             if stop.is_set():
@@ -283,7 +305,7 @@ def run_command(args: argparse.Namespace) -> int:
         "http": {"port": g("metrics_port")},
     }
     cfg = load_config(g("config"), overrides)
-    redact_logs(cfg)
+    setup_logging(cfg, int(g("verbose") or 0))
     if g("print_config"):
         print(json.dumps(cfg.masked(), indent=2))
         return 0

@@ -31,7 +31,14 @@ from pydantic_settings import (
 )
 
 from agent.core.errors import ConfigError
-from agent.live.settings import HttpSection, KafkaSection, Section, ServiceSection, TopicsSection
+from agent.live.settings import (
+    HttpSection,
+    KafkaSection,
+    LogSection,
+    Section,
+    ServiceSection,
+    TopicsSection,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.core.forecast.profile import IntradayProfile
@@ -124,7 +131,8 @@ class RiskSection(Section):
     max_snapshot_age_ms: float = Field(default=2_000.0, gt=0)
     max_child_shares: float = Field(default=float("inf"), gt=0)
     limit_slippage_bps: float = Field(default=10.0, ge=0)
-    kill_switch: bool = False
+    kill_switch: bool = Field(default=False, description="start with the kill switch on (it is then "
+                              "changed at runtime by kill_switch.v1 or POST /kill-switch)")
 
 
 class InstrumentSection(Section):
@@ -205,6 +213,7 @@ class AgentConfig(BaseSettings):
     file_feed: FileFeedSection = FileFeedSection()
     parent: ParentSection = ParentSection()
     http: HttpSection = HttpSection()
+    log: LogSection = LogSection()
     engine: EngineSection = EngineSection()
     reversion: ReversionSection = ReversionSection()
     risk: RiskSection = RiskSection()
@@ -238,7 +247,8 @@ class AgentConfig(BaseSettings):
     def secret_values(self) -> list[str]:
         """The plain text of every secret setting (for log redaction; never log or print these)."""
         k = self.kafka
-        return [s.get_secret_value() for s in (k.sasl_password, k.ssl_password) if s is not None]
+        return [s.get_secret_value() for s in (k.sasl_password, k.ssl_password, self.http.admin_token)
+                if s is not None]
 
     def masked(self) -> dict[str, Any]:
         """JSON-able dump with secrets masked (``--print-config``)."""

@@ -33,6 +33,7 @@ async def probe_broker(bootstrap: str, metrics: ReliabilityMetrics, interval_s: 
             log.warning("broker %s reachable again after %.1f s", bootstrap, now - down_since)
             down_since = None
         metrics.broker_up.set(1 if up else 0)
+        metrics.broker_reachable = up
         if not up:
             metrics.broker_outage_seconds.inc(interval_s)
         await asyncio.sleep(interval_s)

@@ -192,11 +192,11 @@ class Transactional:
                 return
             inb = work.inbound
 
-            def step() -> tuple[Any, list[tuple[str, bytes]]]:
+            def step() -> tuple[Any, list[tuple[str, bytes | None]]]:
                 res = svc.driver.step(inb)
                 return res, tracker.collect()
 
-            states: list[tuple[str, bytes]] = []
+            states: list[tuple[str, bytes | None]] = []
             res: Any = None
             if inb.empty:
                 out = list(inb.dlq)

@@ -31,7 +31,7 @@ from agent.core.driver import Driver, DriveResult, Venue
 from agent.core.engine import ExecutionEngine
 from agent.core.model import ChildOrder, Fill
 from agent.core.parent_state import FillOutcome
-from agent.live.intake import DUPLICATE_PARENT, Inbound
+from agent.live.intake import DUPLICATE_PARENT, UNKNOWN_PARENT, Inbound
 from agent.live.settings import ServiceSection
 from feeds.book import BookBatch
 
@@ -81,6 +81,8 @@ class EngineDriver:
         eng, res = self.engine, StepResult()
         for i, item in enumerate(inb.control):
             if isinstance(item, str):
+                if item not in eng.parents:  # a cancel for a parent this agent never had: dead-lettered
+                    res.rejected.append(("control", i, UNKNOWN_PARENT))
                 eng.cancel(item)
             elif not eng.submit(item):
                 res.rejected.append(("control", i, DUPLICATE_PARENT))

@@ -24,10 +24,17 @@ Checks beyond the wire schema (with a wall ``clock``; none in event-time mode):
 - ``invalid_child_order_id``: a fill whose ``child_order_id`` is not
   ``{parent_id}:{n}``.
 
-Fills for unknown or finished parents and parent orders whose id is already
-known are found on the engine thread (:mod:`agent.live.engine_step`); the service
-dead-letters them through :meth:`Intake.dead_letters` (reasons
-:data:`UNKNOWN_PARENT`, :data:`PARENT_DONE`, :data:`DUPLICATE_PARENT`). A fill
+Fills for unknown or finished parents, parent orders whose id is already
+known and cancels of unknown parents are found on the engine thread
+(:mod:`agent.live.engine_step`); the service dead-letters them through
+:meth:`Intake.dead_letters` (reasons :data:`UNKNOWN_PARENT`, :data:`PARENT_DONE`,
+:data:`DUPLICATE_PARENT`). A ``kill_switch.v1`` on the parent-orders topic becomes a
+:class:`agent.live.kill_switch.KillSwitchCommand` in ``Inbound.kill``.
+
+Every dead-lettered record is logged (event ``dead_letter``: topic, partition,
+offset, reason, detail), at most ``log.dead_letter_lines`` lines per reason and
+``log.rate_limit_interval_s``, then one line with the number suppressed
+(:mod:`agent.live.log_limits`). A fill
 repeating a ``fill_id`` is normal at-least-once redelivery: it is counted
 (``mpc_agent_fills_duplicate_total``) and ignored, not dead-lettered.
 An ``oversize`` record's DLQ copy keeps only the first :data:`DLQ_OVERSIZE_KEEP_BYTES`
@@ -37,6 +44,7 @@ bytes (so the copy itself fits the producer's size limit).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +54,8 @@ import numpy as np
 
 from agent.core.errors import DataError
 from agent.core.model import Fill, ParentOrder
+from agent.live.kill_switch import KILL_SWITCH_KEY, KillSwitchCommand, command_from_message
+from agent.live.log_limits import RateLimitedLog
 from agent.live.metrics import AgentMetrics
 from agent.live.settings import TopicsSection
 from feeds.book import BookBatch
@@ -63,25 +73,29 @@ from feeds.reasons import PARENT_DONE as PARENT_DONE
 from feeds.reasons import UNKNOWN_PARENT as UNKNOWN_PARENT
 from feeds.wire import codec
 from feeds.wire.fast_mbp10 import decode_books
-from feeds.wire.messages import ParentCancelMsg, ParentOrderMsg
+from feeds.wire.messages import KillSwitchMsg, ParentCancelMsg, ParentOrderMsg
 
 MD_SCHEMAS = frozenset({"mbp10.v1"})
-PARENT_SCHEMAS = frozenset({"parent_order.v1", "parent_cancel.v1"})
+PARENT_SCHEMAS = frozenset({"parent_order.v1", "parent_cancel.v1", "kill_switch.v1"})
 FILL_SCHEMAS = frozenset({"fill.v1"})
 
 MAX_PARENT_LEAD_NS = 7 * 86_400 * 1_000_000_000
 """A parent order may start at most a week ahead of the clock."""
 DLQ_OVERSIZE_KEEP_BYTES = 4096
 
+log = logging.getLogger("agent.live.intake")
+
 
 @dataclass
 class Inbound:
     """One batch of validated input, in the order the engine applies it.
 
-    ``control`` holds ``ParentOrder`` (new) or ``str`` (parent_id to cancel).
+    ``control`` holds ``ParentOrder`` (new) or ``str`` (parent_id to cancel); ``kill``
+    the kill-switch commands (applied before the engine step of the batch).
     """
 
     control: list[ParentOrder | str] = field(default_factory=list)
+    kill: list[KillSwitchCommand] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
     control_records: list[Record | None] = field(default_factory=list)
     fill_records: list[Record | None] = field(default_factory=list)
@@ -92,7 +106,7 @@ class Inbound:
 
     @property
     def empty(self) -> bool:
-        return not (self.control or self.fills or (self.md is not None and len(self.md)))
+        return not (self.control or self.fills or self.kill or (self.md is not None and len(self.md)))
 
 
 class Intake:
@@ -100,7 +114,7 @@ class Intake:
 
     def __init__(self, topics: TopicsSection, metrics: AgentMetrics, *, max_message_bytes: int = 1 << 20,
                  clock: Callable[[], int] | None = None, max_future_skew_ms: float = 5_000.0,
-                 max_parent_periods: int = 100_000) -> None:
+                 max_parent_periods: int = 100_000, dead_letter_log: RateLimitedLog | None = None) -> None:
         self.topics, self.metrics = topics, metrics
         self.max_message_bytes = max_message_bytes
         self.clock = clock
@@ -108,6 +122,7 @@ class Intake:
         self.max_parent_periods = max_parent_periods
         self.last_ts: dict[str, int] = {}
         self.last_md_monotonic = time.monotonic()
+        self.dead_letter_log = dead_letter_log or RateLimitedLog(log)
 
     # ------------------------------------------------------------- public
     def take(self, records: Mapping[str, Sequence[Record]], extra_md: BookBatch | None = None) -> Inbound:
@@ -115,7 +130,9 @@ class Intake:
         inb = Inbound(records=sum(len(v) for v in records.values()))
         for rec in records.get(self.topics.parent_orders, ()):
             item = self._parent(rec, inb.dlq)
-            if item is not None:
+            if isinstance(item, KillSwitchCommand):
+                inb.kill.append(item)
+            elif item is not None:
                 inb.control.append(item)
                 inb.control_records.append(rec)
         for rec in records.get(self.topics.fills, ()):
@@ -145,10 +162,10 @@ class Intake:
                 idx = np.flatnonzero(future).tolist()
                 self.metrics.reject(TS_FUTURE, len(idx))
                 if recs is not None:
+                    detail = f"{TS_FUTURE}: ts_event more than {self.max_future_skew_ns / 1e6:g} ms ahead of the clock"
                     for i in idx:
-                        dlq.append(dead_letter(recs[i], TS_FUTURE, f"{TS_FUTURE}: ts_event more than "
-                                               f"{self.max_future_skew_ns / 1e6:g} ms ahead of the clock",
-                                               self.topics.dlq))
+                        dlq.append(dead_letter(recs[i], TS_FUTURE, detail, self.topics.dlq))
+                        self._log_dead(recs[i], TS_FUTURE, detail, self.topics.dlq)
                     recs = [r for r, f in zip(recs, future.tolist(), strict=True) if not f]
                 md = md.take(~future)
                 if not len(md):
@@ -161,6 +178,7 @@ class Intake:
                 if recs is not None:
                     dlq.append(dead_letter(recs[i], reason, f"{reason}: rejected by BookBatch.validate",
                                            self.topics.dlq))
+                    self._log_dead(recs[i], reason, "rejected by BookBatch.validate", self.topics.dlq)
             md = md.take(~v.bad)
         if len(md):
             for sym, ts in md.latest_ts().items():
@@ -195,10 +213,21 @@ class Intake:
             out = dataclasses.replace(out, value=out.value[:DLQ_OVERSIZE_KEEP_BYTES], headers=(
                 *out.headers, ("error.original_bytes", str(len(out.value)).encode())))
         dlq.append(out)
+        self._log_dead(rec, reason, detail, out.topic)
         if md:
             self.metrics.reject(reason)
         else:
             self.metrics.messages_rejected.labels(topic=rec.topic, reason=reason).inc()
+
+    def _log_dead(self, rec: Record, reason: str, detail: str, dlq_topic: str) -> None:
+        """One ``dead_letter`` log line (rate-limited per reason)."""
+        what = ("market data" if rec.topic == self.topics.md else "parent order/control message"
+                if rec.topic == self.topics.parent_orders else "fill" if rec.topic == self.topics.fills
+                else "message")
+        self.dead_letter_log.emit(reason, logging.WARNING, "dead_letter", "%s dead-lettered (%s): %s", what,
+                                  reason, detail[:300], topic=rec.topic, partition=rec.partition,
+                                  offset=rec.offset, key=(rec.key or b"").decode("utf-8", "replace")[:64],
+                                  reason=reason, dlq_topic=dlq_topic)
 
     def _decode(self, rec: Record, expected: frozenset[str], dlq: list[OutRecord]) -> Any | None:
         try:
@@ -207,8 +236,11 @@ class Intake:
             self._reject(rec, str(getattr(exc, "reason", "invalid_value")), str(exc), dlq)
             return None
 
-    def _parent(self, rec: Record, dlq: list[OutRecord]) -> ParentOrder | str | None:
+    def _parent(self, rec: Record, dlq: list[OutRecord]) -> ParentOrder | str | KillSwitchCommand | None:
         msg = self._decode(rec, PARENT_SCHEMAS, dlq)
+        if isinstance(msg, KillSwitchMsg):
+            now = self.clock() if self.clock is not None else time.time_ns()
+            return command_from_message(msg, f"topic {rec.topic}[{rec.partition}]@{rec.offset}", now)
         if isinstance(msg, ParentCancelMsg):
             return msg.parent_id
         if isinstance(msg, ParentOrderMsg):
@@ -225,6 +257,8 @@ class Intake:
 
     def _parent_problem(self, p: ParentOrder) -> tuple[str, str] | None:
         """``(reason, detail)`` when a schema-valid parent order cannot be worked, else None."""
+        if p.parent_id == KILL_SWITCH_KEY:
+            return INVALID_VALUE, f"{INVALID_VALUE}: parent_id {KILL_SWITCH_KEY!r} is reserved"
         if not 1e-3 <= p.period_s <= 86_400 * 366:
             return INVALID_VALUE, f"{INVALID_VALUE}: period_s must be in [1 ms, 1 year]"
         if (p.end_ns - p.start_ns) / p.period_ns > self.max_parent_periods:

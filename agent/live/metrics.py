@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from agent.core.model import ChildOrder
 
@@ -59,11 +59,15 @@ class AgentMetrics:
     feed_stale: Gauge
     no_data_alarms: Counter
     ready: Gauge
+    kill_switch: Gauge
+    parents: Gauge
+    parent_unfilled: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> AgentMetrics:
         """Register the metrics on ``registry`` (a fresh one when None)."""
         reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=reg)  # process_start_time_seconds (restarts), CPU, memory, open fds
         p = PREFIX
         return cls(
             registry=reg,
@@ -102,7 +106,14 @@ class AgentMetrics:
                              registry=reg),
             no_data_alarms=Counter(f"{p}no_data_alarms", "Times the watchdog found the feed silent",
                                    registry=reg),
-            ready=Gauge(f"{p}ready", "1 when every feed is connected", registry=reg),
+            ready=Gauge(f"{p}ready", "1 when /readyz answers 200: broker reachable, partitions assigned, fresh "
+                        "data for every symbol with an active parent, kill switch off", registry=reg),
+            kill_switch=Gauge(f"{p}kill_switch", "1 while the kill switch is on (no child orders; parents held)",
+                              registry=reg),
+            parents=Gauge(f"{p}parents", "Parent orders held by the engine, by status (ended ones until their "
+                          "retention passes)", ["status"], registry=reg),
+            parent_unfilled=Counter(f"{p}parent_unfilled_shares", "Shares left unexecuted by parents that ended "
+                                    "(expired or cancelled), by symbol", ["symbol"], registry=reg),
         )
 
     # ------------------------------------------------------------ helpers
@@ -128,7 +139,10 @@ class AgentMetrics:
 
 @dataclass
 class ReliabilityMetrics:
-    """Transactions, restores and broker reachability (created once per process registry)."""
+    """Transactions, restores and broker reachability (created once per process registry).
+
+    ``broker_reachable`` mirrors ``broker_up`` for readiness: None until a probe has run.
+    """
 
     transactions: Counter
     state_records: Counter
@@ -136,6 +150,7 @@ class ReliabilityMetrics:
     broker_up: Gauge
     broker_outage_seconds: Counter
     service_restarts: Counter
+    broker_reachable: bool | None = None
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ReliabilityMetrics:

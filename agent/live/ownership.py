@@ -11,12 +11,12 @@ parents of symbols no longer owned are dropped (another agent restores them).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+from agent.live.events import emit
 from agent.live.metrics import ReliabilityMetrics
 from agent.live.state_topic import StateTracker, drop_unowned, read_state, restore, symbol_partition
 from agent.live.work import Host
@@ -48,7 +48,7 @@ class Ownership:
 
     def bind(self, service: Host) -> StateTracker:
         self._service = service
-        self.tracker = StateTracker(service.engine, self.agent_id)
+        self.tracker = StateTracker(service.engine, self.agent_id, kill_switch=service.kill_switch)
         return self.tracker
 
     async def revoked(self) -> None:
@@ -81,10 +81,13 @@ class Ownership:
             restored = await svc.call(restore, engine, tracker, records, owns)
             for r in restored:
                 r.update(event="restore", agent_id=self.agent_id)
-                log.warning("%s", json.dumps(r, sort_keys=True))
+                emit(log, logging.WARNING, "restore", "parent %s restored from the state topic: %s, %g remaining",
+                     r["parent_id"], r["status"], r["remaining"], **{k: v for k, v in r.items() if k != "event"})
                 self.restores.append(r)
             self.metrics.restored_parents.inc(len(restored))
-            log.info("agent %s assigned %d parent-order partition(s) of %d; %d state record(s) read, "
-                     "%d parent(s) restored, %d dropped in %.3f s", self.agent_id, len(mine), n, len(records),
-                     len(restored), len(dropped), time.perf_counter() - t0)
+            emit(log, logging.INFO, "rebalance", "agent %s assigned %d parent-order partition(s) of %d; %d state "
+                 "record(s) read, %d parent(s) restored, %d dropped in %.3f s", self.agent_id, len(mine), n,
+                 len(records), len(restored), len(dropped), time.perf_counter() - t0, agent_id=self.agent_id,
+                 partitions=sorted(mine), of=n, records=len(records), restored=len(restored),
+                 dropped=len(dropped), seconds=round(time.perf_counter() - t0, 3))
 

@@ -25,14 +25,15 @@ publications stay in order.
 Staleness: with a ``clock`` the engine gets ``now_ns=clock()`` and refuses to
 trade on a book older than ``max_snapshot_age_ms``; a watchdog task flags
 (``mpc_agent_feed_stale``) and counts periods without market data.
+
+Operations (:mod:`agent.live.operations`, ``self.ops``): kill switch, parent
+lifecycle, liveness, readiness, housekeeping; read by :mod:`agent.live.http`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -46,8 +47,11 @@ from agent.core.model import ParentOrder
 from agent.live.delivery import AtLeastOnce, Delivery
 from agent.live.engine_step import EngineDriver, StepResult, Venue
 from agent.live.intake import Inbound, Intake
+from agent.live.kill_switch import KillSwitch
+from agent.live.log_limits import RateLimitedLog
 from agent.live.metrics import AgentMetrics
-from agent.live.settings import ServiceSection, TopicsSection
+from agent.live.operations import Operations
+from agent.live.settings import LogSection, ServiceSection, TopicsSection
 from agent.live.work import Work
 from feeds.book import BookBatch
 from feeds.ports import OutRecord, Record, Sink, Source
@@ -72,6 +76,9 @@ class AgentService:
     md_feed : async iterator of ``BookBatch`` (the paced file feed).
     clock : wall clock in ns for the snapshot age check (None: event time only).
     venue : in-process execution (file feed + simulator); None with Kafka.
+    kill_switch : the process's kill switch (kept across rebuilds); None = one from ``engine.kill_switch``.
+    broker_up : reachability of the broker for readiness (None: not probed, the condition is left out).
+    log_settings : dead-letter log rate limits.
     """
 
     def __init__(
@@ -88,6 +95,9 @@ class AgentService:
         venue: Venue | None = None,
         max_message_bytes: int = 1 << 20,
         delivery: Delivery | None = None,
+        kill_switch: KillSwitch | None = None,
+        broker_up: Callable[[], bool | None] | None = None,
+        log_settings: LogSection | None = None,
     ) -> None:
         self.engine, self.sink, self.metrics = engine, sink, metrics
         self.topics = topics or TopicsSection()
@@ -95,7 +105,8 @@ class AgentService:
         self.source, self.md_feed, self.clock, self.venue = source, md_feed, clock, venue
         self.intake = Intake(self.topics, metrics, max_message_bytes=max_message_bytes, clock=clock,
                              max_future_skew_ms=self.settings.max_future_skew_ms,
-                             max_parent_periods=self.settings.max_parent_periods)
+                             max_parent_periods=self.settings.max_parent_periods,
+                             dead_letter_log=RateLimitedLog.from_settings(log_settings or LogSection()))
         self.delivery: Delivery = delivery if delivery is not None else AtLeastOnce()
         self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue)
         self.children_sent = 0
@@ -107,6 +118,8 @@ class AgentService:
         self._started = self._stopped = False
         self._md_done = md_feed is None
         self._stale = False
+        self.kill_switch = kill_switch if kill_switch is not None else KillSwitch(engine.kill_switch)
+        self.ops = Operations(self, self.settings, kill_switch=self.kill_switch, broker_up=broker_up)
 
     # ---------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -123,8 +136,11 @@ class AgentService:
             await start()
         self._started = True
         self.intake.last_md_monotonic = time.monotonic()
+        self.kill_switch.apply(self.engine)  # nothing runs on the engine thread yet
+        self.ops.beat()
         self.spawn(self._watchdog(), name="mpc-agent-watchdog")
-        self.metrics.ready.set(1)
+        await self.ops.tick()
+        self.spawn(self.ops.housekeeping(), name="mpc-agent-housekeeping")
 
     async def stop(self) -> None:
         """Stop consuming, let the in-flight step finish, flush, commit and close (idempotent)."""
@@ -181,13 +197,6 @@ class AgentService:
         """Make :meth:`run` return after the current step (SIGTERM/SIGINT call this)."""
         self._stop_requested = True
 
-    def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT -> :meth:`request_stop` (graceful shutdown)."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.request_stop)
-
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         """A named background task kept in a set; its failure is logged."""
         task = asyncio.create_task(coro, name=name)
@@ -204,19 +213,31 @@ class AgentService:
     def stopping(self) -> bool:
         return self._stop_requested
 
+    @property
+    def running(self) -> bool:
+        """Started and neither stopped nor asked to stop."""
+        return self._started and not self._stopped and not self._stop_requested
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """``(ready, body)`` of ``/readyz`` (:mod:`agent.live.health`)."""
+        ready, body = self.ops.readiness()
+        body.update(md_stale=self._stale, children_sent=self.children_sent)
+        return ready, body
+
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """``(ready, details)`` for ``/healthz``: ready when started and every feed is connected."""
-        feeds: dict[str, bool] = {"sink": self._started}
-        if self.source is not None:
-            assignment = getattr(self.source, "assignment", None)
-            try:
-                feeds["source"] = self._started and (assignment is None or bool(assignment()))
-            except FeedError:
-                feeds["source"] = False
-        if self.md_feed is not None:
-            feeds["file"] = self._started
-        ready = self._started and not self._stopped and all(feeds.values())
-        return ready, {"feeds": feeds, "md_stale": self._stale, "children_sent": self.children_sent}
+        """``(connected, details)``: started, not stopped, partitions assigned (tests and benchmarks wait on
+        it); ``/readyz`` is :meth:`readiness`."""
+        assignment = getattr(self.source, "assignment", None)
+        try:
+            source = assignment is None or bool(assignment())
+        except FeedError:
+            source = False
+        ready = self._started and not self._stopped and source
+        return ready, {"source": source, "md_stale": self._stale, "children_sent": self.children_sent}
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """``(alive, body)`` of ``/livez``."""
+        return self.ops.liveness()
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the engine thread (every engine call goes through here)."""
@@ -226,7 +247,9 @@ class AgentService:
 
     async def submit(self, parent: ParentOrder) -> None:
         """Start managing ``parent`` (from config, flags or a JSON file)."""
-        await self.call(self.engine.submit, parent)
+        self.ops.lifecycle.expect([parent.parent_id])
+        if await self.call(self.engine.submit, parent):
+            self.ops.accepted(parent)
         for sym, rem in (await self.call(self.driver.remaining)).items():
             self.metrics.parent_remaining.labels(symbol=sym).set(rem)
 
@@ -240,6 +263,7 @@ class AgentService:
         inflight: asyncio.Task[None] | None = None
         try:
             while not self.stopping:
+                self.ops.beat()
                 work = await self._fetch()
                 if inflight is not None:
                     await inflight
@@ -287,10 +311,15 @@ class AgentService:
                 return None
         t_arrival = time.perf_counter()
         inb = self.intake.take(records, file_batch)
-        n = inb.records + (len(file_batch) if file_batch is not None else 0)
+        pending = self.ops.take_pending_kill()  # an operator's change, to be written to the state topic
+        inb.kill.extend(pending)
+        n = inb.records + len(pending) + (len(file_batch) if file_batch is not None else 0)
         return Work(inb, records, t_arrival, n, self.delivery.generation)
 
     async def _process(self, work: Work) -> None:
+        self.ops.expect(work.inbound)
+        if work.inbound.kill:
+            await self.ops.apply_kill(work.inbound.kill)
         await self.delivery.process(self, work)
 
     # --------------------------------------------------------- publishing
@@ -304,6 +333,7 @@ class AgentService:
     def outputs(self, res: StepResult, inb: Inbound) -> list[OutRecord]:
         """DLQ copies (intake and engine-side rejections), child orders, venue fills of one step."""
         out = inb.dlq + self.intake.dead_letters(inb, res.rejected)
+        self.ops.on_outputs(inb, res.rejected)
         for c in res.children:
             out.append(OutRecord(self.topics.child_orders, codec.encode(codec.child_from_model(c)),
                                  key=c.parent_id.encode()))
@@ -316,6 +346,8 @@ class AgentService:
         """Metrics of one published step (``t_arrival`` -> now is the decision latency)."""
         t_ack = time.perf_counter()
         m = self.metrics
+        if res.children:
+            self.ops.on_sent(res.children, t_ack - t_arrival)
         for c in res.children:
             m.decision_latency.observe(t_ack - t_arrival)
             self.decision_latencies_s.append(t_ack - t_arrival)
@@ -360,4 +392,5 @@ class AgentService:
                 log.warning("no market data for %.1f s", s.no_data_alarm_s)
             self._stale = stale
             self.metrics.feed_stale.set(1 if stale else 0)
+
 

@@ -41,6 +41,18 @@ class ServiceSection(Section):
         "rejected (ts_future); 0 = no check")
     max_parent_periods: int = Field(default=100_000, gt=0, description="parent orders with more periods "
                                     "are rejected (too_many_periods)")
+    ended_parent_retention_s: float = Field(
+        default=600.0, ge=0, description="parents that ended stay listed (GET /parents) and in the state "
+        "topic this long, then are dropped from the engine and tombstoned")
+    housekeeping_interval_ms: int = Field(
+        default=500, gt=0, description="how often parent lifecycle events, the parents gauges, readiness and "
+        "the engine heartbeat are refreshed")
+    liveness_timeout_s: float = Field(
+        default=60.0, gt=0, description="/livez fails when the step loop or the engine thread has not "
+        "made progress for this long")
+    ready_max_data_age_ms: float | None = Field(
+        default=None, gt=0, description="/readyz: newest snapshot of every symbol with an active parent "
+        "must be younger than this (None = risk.max_snapshot_age_ms)")
 
 
 class KafkaSection(Section):
@@ -83,10 +95,29 @@ class TopicsSection(Section):
 
 
 class HttpSection(Section):
-    """The /metrics and /healthz endpoint."""
+    """The HTTP endpoint: /metrics, /livez, /readyz (/healthz), /parents, /kill-switch."""
 
     enabled: bool = True
     host: str = "0.0.0.0"
     port: int = Field(default=9108, ge=0, le=65535)
+    admin_token: SecretStr | None = Field(
+        default=None, description="bearer token of POST /kill-switch; None = admin endpoints answer 403")
+
+
+class LogSection(Section):
+    """Logging of the service (``[log]``): format, level and rate limits."""
+
+    format: Literal["text", "json"] = Field(
+        default="text", description="'text': one human line per record, event fields as key=value; "
+        "'json': one JSON object per line")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="root level; -v/-vv on the command line lower it to INFO/DEBUG")
+    dead_letter_lines: int = Field(
+        default=10, ge=0, description="at most this many log lines per dead-letter reason and interval; "
+        "then one line with the number suppressed")
+    rate_limit_interval_s: float = Field(default=60.0, gt=0)
+    kafka_quiet_s: float = Field(
+        default=10.0, gt=0, description="a Kafka client outage ends after this long without a connection "
+        "error; its errors are logged as one line at the start and one with the duration at the end")
 
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 from agent.core.engine import ExecutionEngine
 from agent.live.engine_step import EngineDriver, StepResult
 from agent.live.intake import Inbound
+from agent.live.kill_switch import KillSwitch
 from agent.live.settings import TopicsSection
 from feeds.ports import OutRecord, Record
 
@@ -35,6 +36,7 @@ class Host(Protocol):
     sink: Any
     source: Any
     processed_ts: dict[str, int]
+    kill_switch: KillSwitch
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T: ...
 

@@ -45,6 +45,7 @@ from feeds.wire.messages import (
     ChildOrderMsg,
     FillMsg,
     ImpactMsg,
+    KillSwitchMsg,
     Mbp10,
     Message,
     MessageSchemaError,
@@ -285,7 +286,7 @@ def batch_row_to_mbp10(batch: BookBatch, i: int, *, sequence: int | None = None)
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES", "INVALID_TYPE", "INVALID_VALUE", "MISSING_FIELD", "MODELS",
     "NON_FINITE", "REASONS", "SCHEMAS", "SCHEMA_REASONS", "UNEXPECTED_FIELD", "VALUE_REASONS",
-    "AgentStateMsg", "ChildOrderMsg", "FillMsg", "ImpactMsg", "Mbp10", "Message",
+    "AgentStateMsg", "ChildOrderMsg", "FillMsg", "ImpactMsg", "KillSwitchMsg", "Mbp10", "Message",
     "MessageSchemaError", "ParentCancelMsg", "ParentOrderMsg", "SolverMsg", "ValidationError", "WireMessage",
     "batch_row_to_mbp10", "books_to_batch", "build", "child_from_model", "child_to_model",
     "decode", "decode_as", "encode", "fill_from_model", "fill_to_model", "parent_from_model",

@@ -6,6 +6,7 @@ schema                 model                      topic (default)
 ``mbp10.v1``           :class:`Mbp10`             ``md.mbp10``
 ``parent_order.v1``    :class:`ParentOrderMsg`    ``exec.parent-orders``
 ``parent_cancel.v1``   :class:`ParentCancelMsg`   ``exec.parent-orders``
+``kill_switch.v1``     :class:`KillSwitchMsg`     ``exec.parent-orders`` (and ``exec.agent-state``)
 ``child_order.v1``     :class:`ChildOrderMsg`     ``exec.child-orders``
 ``fill.v1``            :class:`FillMsg`           ``exec.fills``
 ``agent_state.v1``     :class:`AgentStateMsg`     ``exec.agent-state``
@@ -242,6 +243,25 @@ class ParentCancelMsg(WireMessage):
     reason: str | None = None
 
 
+class KillSwitchMsg(WireMessage):
+    """``kill_switch.v1``: stop (``on: true``) or resume (``on: false``) sending child orders.
+
+    While on, no child order is sent and parent orders are held (their periods
+    are skipped; they expire only when their end passes). ``on`` is a JSON
+    boolean (strict: not ``1`` or ``"true"``); ``reason`` is required (1-256
+    characters). The agent also keeps its current switch under the key
+    ``__kill_switch__`` of the state topic in this schema (``ts_event`` = when it
+    changed, ``source`` = where the change came from), so it survives a restart.
+    """
+
+    SCHEMA: ClassVar[str] = "kill_switch.v1"
+    schema_: Literal["kill_switch.v1"] = Field("kill_switch.v1", alias="schema")
+    on: bool
+    reason: Text
+    ts_event: TimestampNs | None = None
+    source: Text | None = None
+
+
 class SolverMsg(WireMessage):
     """Solver summary of a child order's decision."""
 
@@ -324,8 +344,9 @@ class AgentStateMsg(WireMessage):
     engine: dict[str, Any] = Field(default_factory=dict)
 
 
-Message = Mbp10 | ParentOrderMsg | ParentCancelMsg | ChildOrderMsg | FillMsg | AgentStateMsg
+Message = Mbp10 | ParentOrderMsg | ParentCancelMsg | KillSwitchMsg | ChildOrderMsg | FillMsg | AgentStateMsg
 MODELS: dict[str, type[WireMessage]] = {
-    m.SCHEMA: m for m in (Mbp10, ParentOrderMsg, ParentCancelMsg, ChildOrderMsg, FillMsg, AgentStateMsg)
+    m.SCHEMA: m for m in (Mbp10, ParentOrderMsg, ParentCancelMsg, KillSwitchMsg, ChildOrderMsg, FillMsg,
+                          AgentStateMsg)
 }
 SCHEMAS: frozenset[str] = frozenset(MODELS)

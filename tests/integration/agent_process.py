@@ -62,6 +62,7 @@ def agent_env(bootstrap: str, topics: TopicsSection | Mapping[str, str], *, grou
         "MPC_AGENT_HTTP__ENABLED": "false" if metrics_port is None else "true",
         "MPC_AGENT_HTTP__HOST": "127.0.0.1",
         "MPC_AGENT_HTTP__PORT": str(metrics_port or 0),
+        "MPC_AGENT_LOG__FORMAT": "json",  # events as fields (restore, parent_*, kill_switch): parsed below
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
         "PYTHONPATH": str(ROOT),
     })
@@ -152,14 +153,23 @@ class AgentProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def restores(self) -> list[dict[str, Any]]:
-        """The ``{"event": "restore", ...}`` log lines, in order."""
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The structured log lines (``log.format = json``) with an ``event`` (``name`` only), in order."""
         out = []
         for line in self.log_text().splitlines():
-            i = line.find('{"agent_id"')
-            if i >= 0 and '"event": "restore"' in line:
-                out.append(json.loads(line[i:]))
+            if not line.startswith("{"):
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("event") and (name is None or rec["event"] == name):
+                out.append(rec)
         return out
+
+    def restores(self) -> list[dict[str, Any]]:
+        """The ``restore`` events (``parent_id``, ``symbol``, ``status``, ``remaining``, ...), in order."""
+        return self.events("restore")
 
     def assigned_count(self) -> int:
         return self.log_text().count(" parent-order partition(s) of ")

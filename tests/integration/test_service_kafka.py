@@ -25,15 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.app.fill_responder import FillResponder, SimulatedVenue
+from agent.app.runtime import Runtime
 from agent.core.engine import ExecutionEngine, mpc_policy
 from agent.core.model import NS_PER_S, ChildOrder, Fill, ParentOrder
-from agent.live.http import MetricsServer
+from agent.live.http import HttpServer
 from agent.live.metrics import AgentMetrics
 from agent.live.service import AgentService
 from agent.live.settings import ServiceSection, TopicsSection
@@ -82,14 +84,8 @@ def _slice() -> BookBatch:
 
 
 async def _http(url: str, path: str) -> tuple[int, str]:
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
+    async with aiohttp.ClientSession() as s, s.get(url + path) as r:
+        return r.status, await r.text()
 
 
 async def _until(cond: Any, what: str, timeout_s: float = 20.0) -> None:
@@ -126,7 +122,7 @@ async def _scenario(bootstrap: str) -> Scenario:
     venue = SimulatedVenue(book)
     responder = FillResponder(venue, KafkaSource(conn, [topics.child_orders], group_id=f"venue-{tag}"),
                               KafkaSink(conn), fills_topic=topics.fills)
-    http = MetricsServer(metrics.registry, agent.health, host="127.0.0.1", port=0)
+    http = HttpServer(metrics.registry, Runtime({"service": agent}, agent.kill_switch), host="127.0.0.1", port=0)
     async with agent, http, KafkaSink(conn) as market:
         agent_task = asyncio.create_task(agent.run(), name="agent")
         venue_task = asyncio.create_task(responder.run(), name="venue")

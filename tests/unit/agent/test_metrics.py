@@ -1,16 +1,12 @@
-"""agent.live.metrics and agent.live.http: names, buckets, labels, /metrics and /healthz over HTTP."""
+"""agent.live.metrics: names, buckets, labels (the HTTP endpoints: test_http.py)."""
 
 from __future__ import annotations
-
-import asyncio
-import json
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.core.model import ChildOrder, ImpactParams, SolverInfo
-from agent.live.http import MetricsServer
 from agent.live.metrics import SOLVE_BUCKETS_S, AgentMetrics
 
 REQUIRED = {
@@ -26,23 +22,17 @@ REQUIRED = {
     "mpc_agent_parent_remaining_shares": "gauge",
     "mpc_agent_impact_beta": "gauge",
     "mpc_agent_impact_gamma": "gauge",
+    "mpc_agent_ready": "gauge",
+    "mpc_agent_kill_switch": "gauge",
+    "mpc_agent_parents": "gauge",
+    "mpc_agent_parent_unfilled_shares": "counter",
+    "process_start_time_seconds": "gauge",
 }
 
 
 def _child() -> ChildOrder:
     return ChildOrder("P1:3", "P1", "FROG", "buy", 100.0, 10.5, 3, 1, 2, 500.0,
                       solver=SolverInfo("osqp", "solved", 25, 180.0), impact=ImpactParams(0.01, 1e-5))
-
-
-async def _get(url: str, path: str) -> tuple[int, str]:
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
 
 
 def _families(text: str) -> dict[str, str]:
@@ -90,24 +80,3 @@ def test_observe_child_counts_side_solver_and_impact_without_order_id_labels() -
     for metric in reg.collect():
         for s in metric.samples:
             assert "P1" not in s.labels.values(), f"{s.name} carries an order id label"
-
-
-async def test_metrics_server_serves_parseable_metrics_and_healthz_follows_readiness() -> None:
-    reg = CollectorRegistry()
-    m = AgentMetrics.create(reg)
-    m.observe_child(_child())
-    state = {"ready": False}
-    server = MetricsServer(reg, lambda: (state["ready"], {"feeds": {"md": state["ready"]}}),
-                           host="127.0.0.1", port=0)
-    async with server:
-        status, body = await _get(server.url, "/metrics")
-        assert status == 200
-        assert _families(body)["mpc_agent_solve_duration_seconds"] == "histogram"
-        status, body = await _get(server.url, "/healthz")
-        assert status == 503 and json.loads(body)["ready"] is False
-        state["ready"] = True
-        status, body = await _get(server.url, "/healthz")
-        assert status == 200 and json.loads(body) == {"ready": True, "feeds": {"md": True}}
-        status, _ = await _get(server.url, "/nope")
-        assert status == 404
-    await server.stop()  # idempotent
