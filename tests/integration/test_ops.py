@@ -36,7 +36,8 @@ from agent.live.lifecycle import ParentLifecycle
 from agent.live.state_topic import StateTracker, read_state, restore
 from feeds.kafka import KafkaConnection, KafkaSink, create_topics
 from feeds.ports import OutRecord
-from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env, read_topic
+from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env
+from tests.integration.kafka_helpers import read_topic
 from tests.integration.test_crash_recovery import (
     check_children,
     make_topics,
