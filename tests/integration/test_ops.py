@@ -361,3 +361,30 @@ async def _thousand_scenario(bootstrap: str) -> None:
     assert not fresh.active() and len(restored) == 500
     assert {r["status"] for r in restored} == {"completed", "cancelled"}
     assert all(int(r["parent_id"][1:]) >= 500 for r in restored)  # the dropped half stays dropped
+
+
+def test_publish_sends_the_kill_switch_to_every_partition_and_a_cancel_keyed_by_symbol(
+        kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.app.cli import main
+    from feeds.wire import codec
+
+    tag = uuid.uuid4().hex[:8]
+    topics = make_topics(tag)
+    conn = KafkaConnection(bootstrap_servers=kafka_bootstrap, client_id=f"test-{tag}", request_timeout_ms=5000)
+    asyncio.run(setup_topics(conn, topics, 3))
+    monkeypatch.setenv("MPC_AGENT_TOPICS__PARENT_ORDERS", topics.parent_orders)
+    base = ["publish", "--bootstrap-servers", kafka_bootstrap]
+    assert main([*base, "--kill-switch", "on", "--reason", "venue halt"]) == 0
+    assert main([*base, "--cancel", "P9", "--symbol", "FROG", "--reason", "trader"]) == 0
+    assert main([*base, "--cancel", "P9"]) == 2  # no symbol: nothing says which agent owns it
+    assert main([*base, "--kill-switch", "off"]) == 2  # a reason is required
+    err = capsys.readouterr().err
+    assert "published kill switch ON to partition(s) [0, 1, 2]" in err and "published cancel of P9" in err
+    assert "--cancel needs --symbol" in err and "--kill-switch needs --reason" in err
+    records = asyncio.run(read_topic(conn, topics.parent_orders))
+    kills = [r for r in records if r.key == b"__kill_switch__"]
+    assert sorted(r.partition for r in kills) == [0, 1, 2]
+    assert all(codec.decode(r.value).on is True for r in kills)  # type: ignore[union-attr]
+    cancels = [r for r in records if r.key == b"FROG"]
+    assert len(cancels) == 1 and codec.decode(cancels[0].value).parent_id == "P9"  # type: ignore[union-attr]
+    assert len(records) == 4
