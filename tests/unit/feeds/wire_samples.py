@@ -7,6 +7,7 @@ from feeds.wire.codec import (
     ChildOrderMsg,
     FillMsg,
     ImpactMsg,
+    KillSwitchMsg,
     Mbp10,
     ParentCancelMsg,
     ParentOrderMsg,
@@ -32,6 +33,7 @@ def sample_messages() -> list[tuple[bytes, WireMessage]]:
         )),
         (b"P1", parent),
         (b"P1", ParentCancelMsg(parent_id="P1", ts_event=T0 + 10, reason="trader")),
+        (b"FROG", KillSwitchMsg(on=True, reason="halt", ts_event=T0 + 11, source="desk")),
         (b"P1", ChildOrderMsg(
             child_order_id="P1:3", parent_id="P1", symbol="FROG", side="buy", quantity=200.0,
             limit_price=10.05, period_index=3, ts_event=T0 + 180 * 10**9,
