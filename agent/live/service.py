@@ -150,6 +150,7 @@ class AgentService:
             return
         self._stopped = True
         self.metrics.ready.set(0)
+        self.ops.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

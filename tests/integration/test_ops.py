@@ -207,9 +207,10 @@ async def _kill_switch_scenario(bootstrap: str, tmp_path: Path) -> None:
         agent.kill()
     events = agent.events()
     kinds = [e["event"] for e in events]
-    flips = [(e["on"], e["source"]) for e in events if e["event"] == "kill_switch"]
-    assert [on for on, _ in flips] == [True, True, False], flips  # on; on again after the restart; off
+    flips = [(e["on"], e["source"], e.get("via")) for e in events if e["event"] == "kill_switch"]
+    assert [f[0] for f in flips] == [True, True, False], flips  # on; on again after the restart; off
     assert flips[0][1].startswith(f"topic {topics.parent_orders}[0]@") and flips[2][1].startswith("http ")
+    assert flips[1][1] == flips[0][1] and flips[1][2] == "restored from the state topic"
     assert kinds.count("parent_accepted") == 1 and kinds.count("parent_completed") == 1
     assert kinds.count("parent_dropped") == 1 and kinds.count("restore") == 1
     assert kinds.count("child_sent") >= len(venue.filled) - 1  # a child in flight at the SIGKILL may lack it
