@@ -26,8 +26,9 @@ from agent.core.forecast.profile import bucket_stats
 from agent.core.impact.estimator import default_sizes, depth_sizes, fit_power_law, fit_quadratic
 from agent.core.model import NS_PER_S, Side
 from feeds.book import BookBatch
+from replay.session import SAMPLE
 
-SAMPLE_PATH = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample.mbp10.csv.zst"
+SAMPLE_PATH = SAMPLE  # the embedded sample's last day
 
 __all__ = ["SAMPLE_PATH", "fit_periods", "impact_from_files"]
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from agent.core.driver import Driver
 from agent.core.engine import ExecutionEngine
+from agent.core.forecast.profile import IntradayProfile
 from agent.core.model import NS_PER_S, BookLike, ChildOrder, Fill, ParentOrder, Side
 from agent.core.policy import DecisionRecord, EngineSettings, PolicyFactory
 from feeds.book import BookBatch
@@ -123,6 +124,7 @@ class ReplayResult:
     volume_curve: VolumeCurve
     history_days: int
     simulator_events: int = 0
+    profile: IntradayProfile | None = None  # the engine's intraday profile (None = flat)
 
 
 def run_strategy(
@@ -190,11 +192,9 @@ def _volume_curve(book: BookBatch, history: Sequence[BookBatch]) -> tuple[Volume
     return VolumeCurve.from_trades(book.ts_event[t], book.size[t], days=1, look_ahead=True), 0
 
 
-def _intraday_profile(history: Sequence[BookBatch]) -> object | None:
+def _intraday_profile(history: Sequence[BookBatch]) -> IntradayProfile | None:
     if not history:
         return None
-    from agent.core.forecast.volume import IntradayProfile
-
     return IntradayProfile.learn([cast(BookLike, h) for h in history])
 
 
@@ -206,6 +206,7 @@ def replay(
     session: tuple[int, int] | None = None,
     history: Sequence[BookBatch] = (),
     progress: bool = False,
+    profile: IntradayProfile | None = None,
 ) -> ReplayResult:
     """Replay ``spec`` on ``book`` (one symbol, one trading day) for every strategy.
 
@@ -215,6 +216,8 @@ def replay(
     starts : number of windows (``spec.end - spec.start`` long) spread over ``session``.
     session : (first, last) event time of the session; default the book's first/last row.
     history : other days of the same symbol (VWAP curve and intraday profile; no look-ahead).
+    profile : the engine's intraday profile (e.g. ``mpc-agent profile`` output); default:
+        learned from ``history`` (flat without history).
     progress : show a tqdm bar on stderr (appears only for runs longer than 2 s).
     """
     if len(book) == 0:
@@ -225,7 +228,8 @@ def replay(
     period_ns = round(spec.period_s * NS_PER_S)
     begins = [spec.start_ns] if starts <= 1 else window_starts(s0, s1, length, starts, period_ns)
     curve, n_hist = _volume_curve(book, history)
-    profile = _intraday_profile(history)
+    if profile is None:
+        profile = _intraday_profile(history)
     factories = {name: policy_factory(name, volume_curve=curve) for name in spec.strategies}
     sim = FillSimulator(cast(BookLike, book), spec.simulator)
     windows: list[WindowRun] = []
@@ -247,4 +251,4 @@ def replay(
             windows.append(WindowRun(b, b + length, runs))
     finally:
         bar.close()
-    return ReplayResult(spec, book, windows, curve, n_hist, events)
+    return ReplayResult(spec, book, windows, curve, n_hist, events, profile)

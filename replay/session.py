@@ -1,4 +1,4 @@
-"""Trading days and wall-clock windows for the replay command.
+"""Trading days and wall-clock windows for the replay, fit and profile commands.
 
 The replay's ``--start/--end`` are wall-clock times (``HH:MM``) in the
 exchange's time zone (``--tz``, default America/New_York) on the data's
@@ -6,22 +6,35 @@ trading day. Rows are grouped into trading days by their local date; the
 last day is the one replayed, earlier days are history (VWAP profile,
 intraday profile), so nothing is learned from the future of the replayed day
 when several days are given.
+
+:func:`read_days` reads any number of files, each holding one or several
+days of one or several symbols, and returns every symbol's days in date
+order (a symbol's day found in two files is an error, not a silent merge).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from agent.core.errors import DataError
 from agent.core.model import NS_PER_S
-from feeds.book import BookBatch
+from feeds.book import BookBatch, merge_rejections
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample.mbp10.csv.zst"
-"""The embedded sample day (used when no --data is given)."""
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
+"""The embedded sample: one generated file per trading day (see its README)."""
+SAMPLE_FILES: tuple[Path, ...] = tuple(sorted(SAMPLE_DIR.glob("sample-*.mbp10.csv.zst")))
+"""The sample's days, oldest first (used when no --data is given)."""
+SAMPLE: Path = SAMPLE_FILES[-1] if SAMPLE_FILES else SAMPLE_DIR / "missing"
+"""The sample's last day alone (one file); ``SAMPLE_FILES`` holds the history too."""
+SAMPLE_DATES: tuple[date, ...] = tuple(date.fromisoformat(p.name[len("sample-"):][:10])
+                                      for p in SAMPLE_FILES)
+"""The trading day of each file of ``SAMPLE_FILES``."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,65 @@ class TradingDays:
 
     @property
     def history(self) -> list[BookBatch]:
+        """Every day before the replayed one."""
         return self.books[:-1]
+
+    @property
+    def history_dates(self) -> list[date]:
+        return self.dates[:-1]
+
+    def before(self, day: date) -> TradingDays:
+        """Only the days strictly before ``day`` (may be empty: ``dates == []``)."""
+        keep = [i for i, d in enumerate(self.dates) if d < day]
+        return TradingDays([self.dates[i] for i in keep], [self.books[i] for i in keep], self.tz)
+
+
+@dataclass(frozen=True)
+class DayData:
+    """Every symbol's trading days read from some files (see :func:`read_days`)."""
+
+    by_symbol: dict[str, TradingDays]
+    files: list[str] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def symbols(self) -> list[str]:
+        """Symbols in order of first appearance in the files."""
+        return list(self.by_symbol)
+
+
+def read_days(paths: Sequence[str | Path], fmt: str = "auto", *, symbol: str | None = None,
+              tz: str | ZoneInfo = "America/New_York") -> DayData:
+    """Read ``paths`` (files or directories) file by file and split every symbol into days.
+
+    Files may come in any order and hold several days and symbols; each
+    symbol's days are returned oldest first. Raises ``DataError`` when the
+    same symbol and local date appear in two files, or when nothing is left.
+    """
+    from feeds.files.readers import expand_paths, read_book
+
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    found: dict[str, dict[date, tuple[BookBatch, str]]] = {}
+    files: list[str] = []
+    rejected: dict[str, int] = {}
+    for path in expand_paths(list(paths)):
+        res = read_book(path, fmt, symbol=symbol)
+        files.extend(res.files)
+        merge_rejections(rejected, res.rejected)
+        for sym in res.batch.symbols() if len(res.batch) else []:
+            days = split_days(res.batch.for_symbol(sym), zone)
+            seen = found.setdefault(sym, {})
+            for d, book in zip(days.dates, days.books, strict=True):
+                if d in seen:
+                    raise DataError(f"{sym} {d} is in both {seen[d][1]} and {path}; pass each day once")
+                seen[d] = (book, str(path))
+    if not found:
+        where = ", ".join(map(str, paths))
+        raise DataError(f"no valid rows for symbol {symbol!r} in {where}" if symbol
+                        else f"no valid rows in {where}")
+    by_symbol = {sym: TradingDays(sorted(days), [days[d][0] for d in sorted(days)], zone)
+                 for sym, days in found.items()}
+    return DayData(by_symbol, files, rejected)
 
 
 def local_dates(ts_ns: np.ndarray, tz: ZoneInfo) -> np.ndarray:

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--participation", type=float, default=0.1,
                    help="max participation used for the top-level cap list")
     p.add_argument("--out", default=None, metavar="FILE.json")
+    p.add_argument("--profile", default=None, metavar="FILE.json",
+                   help="intraday profiles (mpc-agent profile): add its expectation per period")
     p.set_defaults(handler=_cmd_fit)
 
     p = sub.add_parser("plan", help="one optimal schedule (offline)")
@@ -90,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=None)
     p.add_argument("--lot-shares", type=float, default=1.0, help="the venue's lot: orders and fills in whole lots")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--profile", default=None, metavar="FILE.json",
+                   help="intraday profiles (mpc-agent profile); default: learned from the earlier days")
     p.set_defaults(handler=_cmd_replay)
+    _add_profile_command(sub)
 
     p = sub.add_parser("run", help="the live service")
     p.add_argument("--config", default=None, metavar="FILE.toml")
@@ -112,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=None)
     p.set_defaults(handler=_cmd_run)
 
-    p = sub.add_parser("publish", help="put a data file, a parent order, a cancel or a kill switch on Kafka")
+    p = sub.add_parser("publish", help="put a data file or a parent order on Kafka")
     p.add_argument("path", nargs="?", default=None, metavar="PATH")
     p.add_argument("--topic", default=None)
     p.add_argument("--speed", type=float, default=0.0)
@@ -128,13 +133,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", default=None)
     p.add_argument("--period-s", type=float, default=None)
     p.add_argument("--cancel", default=None, metavar="PARENT_ID",
-                   help="send parent_cancel.v1 for PARENT_ID (with --symbol: the key that routes it)")
-    p.add_argument("--kill-switch", default=None, choices=("on", "off"),
-                   help="send kill_switch.v1 to every partition of the parent-orders topic (with --reason)")
-    p.add_argument("--reason", default=None, help="why (kill switch, cancel)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+                   help="send a parent_cancel.v1 for PARENT_ID instead (needs --symbol: the message key)")
+    p.add_argument("--reason", default=None, help="with --cancel: the reason carried by the message")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
     p.set_defaults(handler=_cmd_publish)
     return parser
+
+
+def _add_profile_command(sub: Any) -> None:
+    p = sub.add_parser("profile", help="learn intraday profiles (cost, volume, volatility) from days")
+    p.add_argument("--data", nargs="+", metavar="PATH",
+                   help="files, each one or several days (default: the sample's days before its last)")
+    p.add_argument("--format", default="auto", choices=FORMATS, help="file format (default: detect)")
+    p.add_argument("--symbol", default=None, help="comma-separated symbols (default: every symbol)")
+    p.add_argument("--tz", default="America/New_York", help="exchange time zone of the time of day")
+    p.add_argument("--bucket-min", type=float, default=30.0, help="time-of-day bucket, minutes")
+    p.add_argument("--side", default="both", choices=("buy", "sell", "both"),
+                   help="book side(s) walked for the cost level")
+    p.add_argument("--before", default=None, metavar="YYYY-MM-DD", help="use only days before this date")
+    p.add_argument("--out", default=None, metavar="FILE.json", help="default: print the JSON")
+    p.set_defaults(handler=_cmd_profile)
 
 
 # ---------------------------------------------------------------- handlers
@@ -170,8 +189,23 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     result = impact_from_files(args.data, args.format, symbol=args.symbol, side=args.side,
                                period_s=args.period_s, quantity=args.quantity,
                                participation=args.participation)
+    if args.profile:
+        from datetime import date
+
+        from replay.profile_cmd import attach_profile_to_fit, profile_for_replay
+
+        day = date.fromisoformat(str(result["start"])[:10])  # UTC date of the first period
+        prof, notes = profile_for_replay(args.profile, result["symbol"], day)
+        attach_profile_to_fit(result, prof, args.profile)
+        print("\n".join(notes), file=sys.stderr)
     _emit_json(result, args.out)
     return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from replay.profile_cmd import profile_command
+
+    return profile_command(args)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -243,35 +277,30 @@ def _plan_series(spec: dict[str, Any], key: str, n: int, source: str,
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from feeds.files.readers import read_book
+    from replay.profile_cmd import replay_inputs
     from replay.report import render_table, write_outputs
     from replay.runner import ReplaySpec, replay
-    from replay.session import SAMPLE, resolve_window, split_days
+    from replay.session import resolve_window
     from replay.simulator import SimulatorSettings
 
-    paths = args.data or [str(SAMPLE)]
-    data = read_book(paths, args.format, symbol=args.symbol)
-    if len(data.batch) == 0:
-        raise MpcAgentError(f"no valid rows for symbol {args.symbol!r} in {', '.join(map(str, paths))}"
-                            if args.symbol else f"no valid rows in {', '.join(map(str, paths))}")
-    symbol = args.symbol or data.batch.symbols()[0]
-    book = data.batch if args.symbol else data.batch.for_symbol(symbol)
+    inputs = replay_inputs(args.data, args.format, args.symbol, args.tz, args.profile)
+    print("\n".join(inputs.notes), flush=True)
+    days = inputs.days
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     try:
-        days = split_days(book, args.tz)
         start, end, s0, s1 = resolve_window(days, args.start, args.end)
         sim = SimulatorSettings(lot_shares=args.lot_shares,
                                 **({"latency_ms": args.latency_ms} if args.latency_ms is not None else {}))
-        spec = ReplaySpec(symbol, args.side, args.quantity, start, end, args.period_s,
+        spec = ReplaySpec(inputs.symbol, args.side, args.quantity, start, end, args.period_s,
                           max_participation=args.max_participation,
                           risk_aversion=args.risk_aversion or 0.0, strategies=strategies, simulator=sim)
         result = replay(days.book, spec, starts=args.starts, session=(s0, s1), history=days.history,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, profile=inputs.profile)
     except ValueError as exc:
         raise MpcAgentError(str(exc)) from exc
     summary = write_outputs(result, args.out, tz=args.tz)
-    if data.rejected:
-        log.warning("rejected rows: %s", data.rejected)
+    if inputs.rejected:
+        log.warning("rejected rows: %s", inputs.rejected)
     print(render_table(summary))
     print(f"wrote {Path(args.out) / 'summary.json'} and {Path(args.out) / 'report.html'}")
     return 0
@@ -290,12 +319,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from agent.app.logs import configure_logging
-    from agent.live.settings import LogSection
-
     args = build_parser().parse_args(argv)
-    # WARNING (-v: INFO, -vv: DEBUG) until a command with a configuration applies its [log] section
-    configure_logging(LogSection(level="WARNING"), verbose=args.verbose)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     try:
         return int(args.handler(args))
     except MpcAgentError as exc:

@@ -89,6 +89,9 @@ class EngineSection(Section):
     CORE_NAMES: ClassVar[dict[str, str]] = {"max_participation_frac": "max_participation", "tick_usd": "tick",
                                             "size_grid_multiple_x": "size_grid_multiple"}
     max_participation_frac: float = Field(default=0.2, gt=0, le=1)
+    forecast: Literal["reverting", "ewma"] = Field(
+        default="reverting", description="reverting: slot 0 from the book now, later slots revert to "
+        "level x profile; ewma: every slot from the EW estimate x profile")
     impact_half_life_s: float = Field(default=300.0, gt=0)
     impact_now_half_life_s: float | None = Field(
         default=None, gt=0, description="a faster estimate for the current slot (None: off)")
@@ -100,7 +103,25 @@ class EngineSection(Section):
     penalty_ticks: float = Field(default=3.0, ge=0)
     tick_usd: float = Field(default=0.01, gt=0)
     size_grid_multiple_x: float = Field(default=4.0, gt=0)
-    profile_path: str | None = Field(default=None, description="intraday profile JSON (mpc-agent profile)")
+    profile_path: str | None = Field(
+        default=None, description="intraday profiles JSON from `mpc-agent profile` (None: flat)")
+
+
+class ReversionSection(Section):
+    """``agent.core.forecast.reversion.ReversionSettings`` (the reverting forecast)."""
+
+    CORE_NAMES: ClassVar[dict[str, str]] = {}
+    sample_s: float = Field(default=10.0, gt=0, description="book sampling grid")
+    lag_s: float = Field(default=60.0, gt=0, description="lag of the persistence estimate")
+    level_half_life_s: float = Field(default=300.0, gt=0)
+    memory_half_life_s: float = Field(default=7200.0, gt=0, description="forgetting of the AR(1) statistics")
+    prior_half_life_s: float = Field(default=float("inf"), ge=0, description="prior deviation half-life "
+                                     "(inf: no reversion until the data shows it)")
+    volume_prior_half_life_s: float = Field(default=0.0, ge=0, description="prior for the volume "
+                                            "(0: the level, as the EWMA caps)")
+    prior_s: float = Field(default=600.0, ge=0, description="weight of the prior, seconds of data")
+    deviation_cap: float = Field(default=3.0, gt=0, description="winsorisation of relative deviations")
+    max_gap_s: float = Field(default=900.0, gt=0)
 
 
 class RiskSection(Section):
@@ -194,6 +215,7 @@ class AgentConfig(BaseSettings):
     http: HttpSection = HttpSection()
     log: LogSection = LogSection()
     engine: EngineSection = EngineSection()
+    reversion: ReversionSection = ReversionSection()
     risk: RiskSection = RiskSection()
     venue: VenueSection = VenueSection()
     solver: SolverSection = SolverSection()
@@ -201,12 +223,14 @@ class AgentConfig(BaseSettings):
     # ------------------------------------------------------------ mapping
     def engine_settings(self) -> EngineSettings:
         """The core's frozen dataclasses built from the sections (every core knob has a field)."""
+        from agent.core.forecast.reversion import ReversionSettings
         from agent.core.mpc.qp import SolverSettings
         from agent.core.policy import EngineSettings
         from agent.core.risk import RiskLimits
 
         return to_core(self.engine, EngineSettings, risk=to_core(self.risk, RiskLimits, venue=self.venue.rules()),
-                       solver=to_core(self.solver, SolverSettings))
+                       solver=to_core(self.solver, SolverSettings),
+                       reversion=to_core(self.reversion, ReversionSettings))
 
     def load_profile(self) -> IntradayProfile | None:
         """The intraday profile of ``engine.profile_path`` (None when not set)."""

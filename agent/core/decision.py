@@ -9,6 +9,8 @@ tradable row at or after the parent's next period boundary:
 3. forecasts over the remaining periods, per slot: impact ``beta_k, gamma_k``
    (gamma floored by ``min_convexity``), volume ``V_k`` (cap
    ``max_participation * V_k``) and ``sigma`` -- all in the parent's own period;
+   with ``forecast = "reverting"`` slot 0 is this row's own book walk and later
+   slots revert to level x profile (:mod:`agent.core.forecast.cost_forecast`);
 4. the policy's plan; its first slot clamped (remaining, cap, max child),
    rounded to the lot with carry, and priced (IOC limit through the levels it
    needs plus slippage, never past the parent's limit).
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.core import risk
+from agent.core.forecast.cost_forecast import SlotForecast, floor_gamma
 from agent.core.forecast.profile import IntradayProfile
 from agent.core.market import SymbolMarket
 from agent.core.model import BookLike, ChildOrder, FloatArray, ImpactParams, child_order_id
@@ -67,8 +70,10 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
         out.decisions.append(DecisionRecord(p.parent_id, k, ts, remaining, 0.0, 0.0, 0.0, float("nan"),
                                             float("nan"), float("nan"), mid, None, reason))
         return
-    beta, gamma = impact_forecast(eng, st, periods_left, ts, remaining)
-    vol = mkt.volume.forecast(periods_left, ts_ns=ts, profile=eng.profile, period_s=p.period_s)
+    slots = reverting_forecast(st, mkt, batch, i, periods_left, ts)
+    beta, gamma = impact_forecast(eng, st, periods_left, ts, remaining, slots)
+    vol = (slots.volume if slots is not None and slots.volume is not None
+           else mkt.volume.forecast(periods_left, ts_ns=ts, profile=eng.profile, period_s=p.period_s))
     part = p.max_participation if p.max_participation is not None else s.max_participation
     cap = np.where(vol > 0, part * vol, np.inf)
     sigma = mkt.volatility.sigma(p.period_s)
@@ -104,14 +109,30 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
     ))
 
 
-def impact_forecast(eng: Context, st: ParentState, periods_left: int, ts: int,
-                    remaining: float) -> tuple[FloatArray, FloatArray]:
-    """``beta, gamma`` per remaining period, gamma floored at ``min_convexity * beta / max(R / P, lot)``."""
+def reverting_forecast(st: ParentState, mkt: SymbolMarket, batch: BookLike, i: int, periods_left: int,
+                       ts: int) -> SlotForecast | None:
+    """The reverting forecast (slot 0 from row ``i``'s own book walk), None when the setting is ``ewma``."""
+    if st.forecaster is None or mkt.sampler is None:
+        return None
+    now = st.forecaster.now(mkt.sampler, batch, i)
+    return st.forecaster.forecast(now, mkt.sampler, periods_left, ts_ns=ts, period_s=st.parent.period_s)
+
+
+def impact_forecast(eng: Context, st: ParentState, periods_left: int, ts: int, remaining: float,
+                    slots: SlotForecast | None = None) -> tuple[FloatArray, FloatArray]:
+    """``beta, gamma`` per remaining period, gamma floored at ``min_convexity * beta / max(R / P, lot)``.
+
+    From ``slots`` (the reverting forecast) when given, else the ``ewma`` model: the
+    parent's EW estimate times the profile (slot 0 from ``impact_now`` when set).
+    """
     p, s = st.parent, eng.settings
-    beta, gamma = st.impact.forecast(periods_left, ts_ns=ts, period_s=p.period_s, profile=eng.profile)
-    if st.impact_now is not None:
-        now = st.impact_now.current()
-        beta, gamma = beta.copy(), gamma.copy()
-        beta[0], gamma[0] = now.beta, now.gamma
-    floor = s.min_convexity * beta / max(remaining / periods_left, p.lot_size)
-    return beta, np.maximum(gamma, floor)
+    if slots is not None:
+        beta, gamma = slots.beta, slots.gamma
+    else:
+        beta, gamma = st.impact.forecast(periods_left, ts_ns=ts, period_s=p.period_s, profile=eng.profile)
+        if st.impact_now is not None:
+            now = st.impact_now.current()
+            beta, gamma = beta.copy(), gamma.copy()
+            beta[0], gamma[0] = now.beta, now.gamma
+    return beta, floor_gamma(beta, gamma, remaining=remaining, periods_left=periods_left, lot=p.lot_size,
+                             min_convexity=s.min_convexity)

@@ -35,6 +35,7 @@ import numpy as np
 
 from agent.core import state as records
 from agent.core.decision import Context, decide
+from agent.core.forecast.cost_forecast import ParentForecaster
 from agent.core.forecast.profile import IntradayProfile
 from agent.core.impact.curves import default_sizes
 from agent.core.impact.parent_fit import ParentImpact
@@ -75,10 +76,12 @@ class ExecutionEngine:
         self._symbols: dict[str, SymbolMarket] = {}
         self.counters: Counter[str] = Counter()
         s = self.settings
-        half_lives = (s.impact_half_life_s,) + (() if s.impact_now_half_life_s is None
-                                                 else (s.impact_now_half_life_s,))
+        half_lives = (() if s.forecast == "reverting"  # the EW curves feed only the ewma forecast
+                      else (s.impact_half_life_s,) + (() if s.impact_now_half_life_s is None
+                                                      else (s.impact_now_half_life_s,)))
         self._market_settings = MarketSettings(half_lives, s.volume_half_life_s, s.volatility_half_life_s,
-                                               s.penalty_ticks, s.tick)
+                                               s.penalty_ticks, s.tick,
+                                               s.reversion if s.forecast == "reverting" else None)
 
     # ------------------------------------------------------------ parents
     @property
@@ -100,9 +103,13 @@ class ExecutionEngine:
         sizes = default_sizes(parent.quantity, parent.n_periods, multiple=s.size_grid_multiple)
         now = (None if s.impact_now_half_life_s is None
                else ParentImpact(mkt, parent.side, s.impact_now_half_life_s, sizes))
+        forecaster = (ParentForecaster(parent.side, sizes, s.reversion, profile=self.profile,
+                                       penalty_ticks=s.penalty_ticks, tick=s.tick)
+                      if s.forecast == "reverting" else None)
         return ParentState(parent, self.policy_factory(parent, s),
                            ParentImpact(mkt, parent.side, s.impact_half_life_s, sizes), now,
-                           LotRounder(s.risk.venue.instrument(parent.symbol).lot_for(parent.lot_size)))
+                           LotRounder(s.risk.venue.instrument(parent.symbol).lot_for(parent.lot_size)),
+                           forecaster=forecaster)
 
     def cancel(self, parent_id: str) -> bool:
         """Stop an active parent (no more child orders); False when unknown or already ended."""
@@ -140,7 +147,7 @@ class ExecutionEngine:
         """The symbol's market state (created empty on first use)."""
         mkt = self._symbols.get(symbol)
         if mkt is None:
-            mkt = self._symbols[symbol] = SymbolMarket.create(symbol, self._market_settings)
+            mkt = self._symbols[symbol] = SymbolMarket.create(symbol, self._market_settings, self.profile)
         return mkt
 
     # ------------------------------------------------------------- fills
@@ -231,6 +238,8 @@ class ExecutionEngine:
         st = self._new_state(parent)
         for name, value in fields.items():
             setattr(st, name, value)
+        if st.forecaster is not None and self.profile is not None:
+            st.forecaster.profile = self.profile
         self._parents[parent.parent_id] = st
         return parent.parent_id
 

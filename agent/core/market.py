@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.core.forecast.profile import IntradayProfile
+from agent.core.forecast.reversion import ReversionSettings
+from agent.core.forecast.sampler import BookSampler
 from agent.core.forecast.volume import VolatilityEstimator, VolumeEstimator
 from agent.core.impact.symbol_curve import SymbolCostCurve
 from agent.core.model import SIDES, BookLike, Side
@@ -32,6 +35,7 @@ class MarketSettings:
     volatility_half_life_s: float = 1800.0
     penalty_ticks: float = 3.0
     tick: float = 0.01
+    reversion: ReversionSettings | None = None  # the reverting forecast's book sampler (None: off)
 
 
 @dataclass(slots=True)
@@ -43,13 +47,16 @@ class SymbolMarket:
     volatility: VolatilityEstimator
     curves: dict[tuple[Side, float], SymbolCostCurve] = field(default_factory=dict)
     cum_volume: float = 0.0
+    sampler: BookSampler | None = None
 
     @classmethod
-    def create(cls, symbol: str, s: MarketSettings) -> SymbolMarket:
+    def create(cls, symbol: str, s: MarketSettings, profile: IntradayProfile | None = None) -> SymbolMarket:
         curves = {(side, hl): SymbolCostCurve(side, half_life_s=hl, penalty_ticks=s.penalty_ticks, tick=s.tick)
                   for side in SIDES for hl in s.impact_half_lives_s}
+        sampler = None if s.reversion is None else BookSampler(s.reversion, profile=profile)
         return cls(symbol, VolumeEstimator(RATE_UNIT_S, half_life_s=s.volume_half_life_s),
-                   VolatilityEstimator(RATE_UNIT_S, half_life_s=s.volatility_half_life_s), curves)
+                   VolatilityEstimator(RATE_UNIT_S, half_life_s=s.volatility_half_life_s), curves,
+                   sampler=sampler)
 
     def curve(self, side: Side, half_life_s: float) -> SymbolCostCurve:
         """The cost curve of ``side`` at ``half_life_s`` (created empty when first asked for)."""
@@ -74,11 +81,16 @@ class SymbolMarket:
             self.cum_volume += float(part.size[trades].sum())
         for c in self.curves.values():
             c.update(part)
+        if self.sampler is not None:
+            self.sampler.update(part)
 
     def assign(self, other: SymbolMarket) -> None:
         """Take ``other``'s estimators in place (a restore with newer state): views keep working."""
         self.volume, self.volatility = other.volume, other.volatility
         self.curves, self.cum_volume = other.curves, other.cum_volume
+        if self.sampler is not None and other.sampler is not None:  # the profile is the engine's
+            other.sampler.profile = self.sampler.profile
+        self.sampler = other.sampler if other.sampler is not None else self.sampler
 
     @property
     def last_ts(self) -> int:
@@ -88,11 +100,13 @@ class SymbolMarket:
     def state(self) -> dict[str, Any]:
         return {"symbol": self.symbol, "volume": self.volume.state(), "volatility": self.volatility.state(),
                 "cum_volume": self.cum_volume,
-                "curves": [c.state() for c in self.curves.values()]}
+                "curves": [c.state() for c in self.curves.values()],
+                "sampler": None if self.sampler is None else self.sampler.state()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SymbolMarket:
         curves = [SymbolCostCurve.from_state(c) for c in state["curves"]]
         return cls(str(state["symbol"]), VolumeEstimator.from_state(state["volume"]),
                    VolatilityEstimator.from_state(state["volatility"]),
-                   {(c.side, c.half_life_s): c for c in curves}, float(state["cum_volume"]))
+                   {(c.side, c.half_life_s): c for c in curves}, float(state["cum_volume"]),
+                   None if state.get("sampler") is None else BookSampler.from_state(state["sampler"]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from agent.core.forecast.cost_forecast import ParentForecaster
 from agent.core.impact.parent_fit import ParentImpact
 from agent.core.model import ChildOrder, ParentOrder
 from agent.core.mpc.rounding import LotRounder
@@ -47,6 +48,7 @@ class ParentState:
     fill_ids: set[str] = field(default_factory=set)
     last_plan: tuple[float, ...] = ()
     last_child_ts: int | None = None
+    forecaster: ParentForecaster | None = None  # the reverting forecast on this parent's size grid
 
     @property
     def done(self) -> bool:

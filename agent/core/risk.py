@@ -43,12 +43,18 @@ TickTable = tuple[tuple[float, float], ...]
 DEFAULT_TICK_TABLE: TickTable = ((0.0, 0.0001), (1.0, 0.01))
 """$0.0001 below $1, $0.01 at or above $1 (US equities, Reg NMS rule 612)."""
 
-_NOISE = Decimal("1e-9")  # float noise below this is dropped before rounding on the grid
+_DIGITS = 12  # significant digits kept before rounding on the grid: drops float noise (0.30000000000000004)
 
 
 def _dec(x: float) -> Decimal:
     """The shortest decimal that round-trips ``x`` (``repr``), so ``0.01`` is exactly 0.01."""
     return Decimal(repr(float(x)))
+
+
+def _clean(x: float) -> Decimal:
+    """``x`` as a decimal rounded to ``_DIGITS`` significant digits (arithmetic noise dropped)."""
+    d = _dec(x)
+    return d if d == 0 else round(d, _DIGITS - d.adjusted() - 1)
 
 
 def tick_for(price: float, tick_table: TickTable = DEFAULT_TICK_TABLE) -> float:
@@ -119,7 +125,7 @@ class InstrumentRules:
         ``result / tick`` is an integer within float precision and it prints
         with the tick's decimals (``10.03``, never ``10.030000000000001``).
         """
-        x = _dec(price).quantize(_NOISE)
+        x = _clean(price)
         tick = _dec(self.tick_at(price))
         n = (x / tick).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR)
         # rounding never leaves the band except onto its edge, which is on both grids (checked)

@@ -9,10 +9,13 @@ every record before it consumes anything else.
 
 A record holds the parent order, the fill-driven progress (filled quantity,
 notional, fill ids seen), the lifecycle status, the next period to decide,
-the lot-rounding carry, the last plan and a copy of its symbol's market state
-(volume, volatility and cost-curve estimators, shared by the symbol's parents:
-the newest copy wins on restore). The QP itself is not saved: it is rebuilt
-(one setup) and cold-started on the first decision after a restore.
+the lot-rounding carry, the last plan, the reverting forecast's estimators on
+the parent's size grid (when that forecast is on) and a copy of its symbol's
+market state (volume, volatility and cost-curve estimators and the book
+sampler's position, shared by the symbol's parents: the newest copy wins on
+restore; the sampled rows themselves are memory only). The QP itself is not
+saved: it is rebuilt (one setup) and cold-started on the first decision after
+a restore.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from agent.core.forecast.cost_forecast import ParentForecaster
 from agent.core.market import SymbolMarket
 from agent.core.model import ParentOrder
 from agent.core.mpc.rounding import LotRounder
@@ -42,6 +46,7 @@ def export_record(st: ParentState, market: SymbolMarket) -> dict[str, Any]:
         "last_plan": list(st.last_plan),
         "last_child_ts": st.last_child_ts,
         "rounder": st.rounder.state(),
+        "forecaster": None if st.forecaster is None else st.forecaster.state(),
         "symbol": market.state(),
     }
 
@@ -67,4 +72,6 @@ def parse_record(record: dict[str, Any]) -> tuple[ParentOrder, dict[str, Any], S
         "last_child_ts": None if record.get("last_child_ts") is None else int(record["last_child_ts"]),
         "rounder": LotRounder.from_state(record["rounder"]),
     }
+    if record.get("forecaster") is not None:
+        fields["forecaster"] = ParentForecaster.from_state(record["forecaster"])
     return parent, fields, SymbolMarket.from_state(record["symbol"])

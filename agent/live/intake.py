@@ -2,8 +2,10 @@
 
 :class:`Intake` turns one ``getmany`` result into an :class:`Inbound`: parent
 orders and cancels, fills, and one time-ordered ``BookBatch`` of market data.
-Every record is decoded with ``feeds.wire.codec.decode`` (schema, types, NaN/inf,
-positive prices, ordered levels, bid < ask, size limit); market data rows then
+Every record gets the verdict of ``feeds.wire.codec.decode`` (schema, types, NaN/inf,
+positive prices, ordered levels, bid < ask, size limit): control records from the
+codec itself, market data by batch from ``feeds.wire.fast_mbp10.decode_books``
+(same verdict and reason, value by value, at wire speed); market data rows then
 pass ``BookBatch.validate`` with the last accepted ``ts_event`` per symbol, so
 time going backwards across batches is caught too. A rejected record becomes a
 DLQ copy (original bytes, ``error`` header = the stable reason) and is counted
@@ -46,11 +48,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import pydantic
 
 from agent.core.errors import DataError
 from agent.core.model import Fill, ParentOrder
@@ -60,29 +60,25 @@ from agent.live.metrics import AgentMetrics
 from agent.live.settings import TopicsSection
 from feeds.book import BookBatch
 from feeds.ports import OutRecord, Record, dead_letter
-from feeds.wire import codec
-from feeds.wire.messages import (
+from feeds.reasons import DUPLICATE_PARENT as DUPLICATE_PARENT
+from feeds.reasons import (
     INVALID_CHILD_ORDER_ID,
     INVALID_VALUE,
-    MAX_LEVELS,
     OVERSIZE,
-    KillSwitchMsg,
-    Mbp10,
-    ParentCancelMsg,
-    ParentOrderMsg,
-    WireMessage,
+    PARENT_EXPIRED,
+    TOO_MANY_PERIODS,
+    TS_FUTURE,
 )
+from feeds.reasons import PARENT_DONE as PARENT_DONE
+from feeds.reasons import UNKNOWN_PARENT as UNKNOWN_PARENT
+from feeds.wire import codec
+from feeds.wire.fast_mbp10 import decode_books
+from feeds.wire.messages import KillSwitchMsg, ParentCancelMsg, ParentOrderMsg
 
 MD_SCHEMAS = frozenset({"mbp10.v1"})
 PARENT_SCHEMAS = frozenset({"parent_order.v1", "parent_cancel.v1", "kill_switch.v1"})
 FILL_SCHEMAS = frozenset({"fill.v1"})
 
-TS_FUTURE = "ts_future"
-PARENT_EXPIRED = "parent_expired"
-TOO_MANY_PERIODS = "too_many_periods"
-UNKNOWN_PARENT = "unknown_parent"
-PARENT_DONE = "parent_done"
-DUPLICATE_PARENT = "duplicate_parent"
 MAX_PARENT_LEAD_NS = 7 * 86_400 * 1_000_000_000
 """A parent order may start at most a week ahead of the clock."""
 DLQ_OVERSIZE_KEEP_BYTES = 4096
@@ -276,89 +272,15 @@ class Intake:
         return None
 
     def _books(self, recs: Sequence[Record], dlq: list[OutRecord]) -> tuple[BookBatch | None, list[Record] | None]:
-        """``mbp10.v1`` records -> BookBatch (see :func:`_fast_book_checks` for the fast path)."""
-        msgs: list[Any] = []
-        kept: list[Record] = []
-        for rec in recs:
-            v = rec.value
-            msg: Any = None
-            if v is not None and len(v) <= self.max_message_bytes:
-                try:
-                    msg = _MBP10_FIELDS_ONLY.model_validate_json(v)
-                except pydantic.ValidationError:
-                    msg = None
-            if msg is None:  # the exact codec path gives the reason (or accepts it)
-                msg = self._decode(rec, MD_SCHEMAS, dlq)
-            if msg is not None:
-                msgs.append(msg)
-                kept.append(rec)
-        if not msgs:
+        """``mbp10.v1`` records -> BookBatch by ``feeds.wire.fast_mbp10.decode_books`` (the strict
+        codec's verdict, value by value); refused records -> DLQ copies with the codec's reason."""
+        if not recs:
             return None, None
-        lengths = np.array([(len(m.bid_px), len(m.bid_sz), len(m.ask_px), len(m.ask_sz)) for m in msgs],
-                           dtype=np.int64).reshape(-1, 4)
-        shape_ok = (lengths[:, 0] == lengths[:, 1]) & (lengths[:, 2] == lengths[:, 3]) & (lengths <= MAX_LEVELS).all(1)
-        if not shape_ok.all():
-            msgs, kept, lengths = self._recheck(msgs, kept, lengths, ~shape_ok, dlq)
-            if not msgs:
-                return None, None
-        batch = codec.books_to_batch(msgs)
-        bad = _fast_book_checks(batch, lengths[:, 0], lengths[:, 2])
-        if bad.any():
-            keep = self._recheck_mask(kept, bad, dlq)
-            batch = batch.take(keep)
-            kept = [r for r, k in zip(kept, keep.tolist(), strict=True) if k]
+        out = decode_books([r.value for r in recs], max_bytes=self.max_message_bytes)
+        for bad in out.rejected:
+            self._reject(recs[bad.index], bad.reason, bad.detail, dlq)
+        if not len(out.books):
+            return None, None
         # offset order is kept: per symbol (one partition, key = symbol) time must not go
         # backwards, and a row that does is rejected by validate(), never silently re-sorted
-        return (batch, kept) if len(kept) else (None, None)
-
-    def _recheck_mask(self, kept: Sequence[Record], bad: npt.NDArray[np.bool_], dlq: list[OutRecord]) -> npt.NDArray[np.bool_]:
-        """Rows the vectorised checks flagged go through ``codec.decode``: DLQ with its reason."""
-        keep = ~bad
-        for i in np.flatnonzero(bad).tolist():
-            keep[i] = self._decode(kept[i], MD_SCHEMAS, dlq) is not None
-        return keep
-
-    def _recheck(self, msgs: list[Any], kept: list[Record], lengths: npt.NDArray[np.int64],
-                 bad: npt.NDArray[np.bool_], dlq: list[OutRecord]) -> tuple[list[Any], list[Record], npt.NDArray[np.int64]]:
-        keep = self._recheck_mask(kept, bad, dlq)
-        idx = np.flatnonzero(keep).tolist()
-        return [msgs[i] for i in idx], [kept[i] for i in idx], lengths[keep]
-
-
-def _fields_only_model() -> type[pydantic.BaseModel]:
-    """``Mbp10`` with every field check (types, strictness, NaN/inf, timestamps, ids, literals,
-    extra fields, a *required* schema tag) but without its per-message ``_book`` validator, whose
-    checks :func:`_fast_book_checks` repeats vectorised over the batch."""
-    fields: dict[str, Any] = {}
-    for name, f in Mbp10.model_fields.items():
-        ann: Any = f.annotation
-        if f.metadata:
-            ann = Annotated[(ann, *f.metadata)]
-        fields[name] = (Literal["mbp10.v1"], pydantic.Field(alias="schema")) if name == "schema_" else (ann, f)
-    model: type[pydantic.BaseModel] = pydantic.create_model(
-        "Mbp10FieldsOnly", __base__=WireMessage, **fields)
-    return model
-
-
-_MBP10_FIELDS_ONLY = _fields_only_model()
-
-
-def _fast_book_checks(b: BookBatch, n_bid: npt.NDArray[np.int64], n_ask: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """Rows breaking a rule of ``Mbp10._book`` on the padded arrays (``n_*`` = levels sent).
-
-    Non-positive level price, negative level size, levels not strictly monotone
-    away from the touch, crossed or locked top, a trade without a price.
-    Flagged rows are re-decoded by ``codec.decode`` for the exact reason, so the
-    result is the codec's verdict row by row; unflagged rows pass every check.
-    """
-    cols = np.arange(b.bid_px.shape[1])
-    pb, pa = cols[None, :] < n_bid[:, None], cols[None, :] < n_ask[:, None]
-    with np.errstate(invalid="ignore"):
-        bad = ((b.bid_px <= 0) & pb).any(1) | ((b.ask_px <= 0) & pa).any(1)
-        bad |= ((b.bid_sz < 0) & pb).any(1) | ((b.ask_sz < 0) & pa).any(1)
-        bad |= ((b.bid_px[:, 1:] >= b.bid_px[:, :-1]) & pb[:, 1:]).any(1)
-        bad |= ((b.ask_px[:, 1:] <= b.ask_px[:, :-1]) & pa[:, 1:]).any(1)
-        both = (n_bid > 0) & (n_ask > 0)
-        bad |= both & (b.bid_px[:, 0] >= b.ask_px[:, 0])
-    bad |= (b.action == "T") & np.isnan(b.price)
-    return np.asarray(bad, dtype=bool)
+        return out.books, [recs[i] for i in out.index.tolist()]

@@ -16,28 +16,31 @@ import numpy as np
 import pydantic
 import pydantic_core
 
-from agent.core.errors import ValidationError
+from agent.core.errors import DataError, ValidationError
 from agent.core.model import ChildOrder, Fill, ImpactParams, ParentOrder, SolverInfo
-from feeds.book import NON_FINITE, BookBatch
-from feeds.wire.messages import (
-    DEFAULT_MAX_MESSAGE_BYTES,
+from feeds.book import BookBatch, pad_levels
+from feeds.reasons import (
     INVALID_JSON,
     INVALID_TYPE,
     INVALID_UTF8,
     INVALID_VALUE,
-    MAX_LEVELS,
     MISSING_FIELD,
-    MODELS,
+    NON_FINITE,
     NOT_AN_OBJECT,
     NULL_VALUE,
     OVERSIZE,
-    REASONS,
     SCHEMA_REASONS,
-    SCHEMAS,
     UNEXPECTED_FIELD,
     UNEXPECTED_SCHEMA,
     UNKNOWN_SCHEMA,
     VALUE_REASONS,
+)
+from feeds.reasons import WIRE_REASONS as REASONS
+from feeds.wire.messages import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_LEVELS,
+    MODELS,
+    SCHEMAS,
     AgentStateMsg,
     ChildOrderMsg,
     FillMsg,
@@ -76,10 +79,16 @@ def _reason_of(err: pydantic.ValidationError) -> tuple[str, str]:
     return reason, f"{where}: {first['msg']}"
 
 
+def rejection(reason: str, text: str, where: str = "message") -> DataError:
+    """The exception :func:`decode` raises for ``reason`` (``where``: the field path, ``message``
+    for a rule over the whole message), so that other decoders word their refusals alike."""
+    detail = f"{reason}: {where}: {text}"
+    return ValidationError(reason, detail) if reason in _VALUE else MessageSchemaError(reason, detail)
+
+
 def _raise(reason: str, detail: str) -> NoReturn:
-    if reason in _VALUE:
-        raise ValidationError(reason, f"{reason}: {detail}")
-    raise MessageSchemaError(reason, f"{reason}: {detail}")
+    where, _, text = detail.partition(": ")
+    raise rejection(reason, text, where)
 
 
 def decode(
@@ -224,19 +233,6 @@ def fill_to_model(msg: FillMsg) -> Fill:
     return Fill(msg.fill_id, msg.child_order_id, msg.parent_id, msg.quantity, msg.price, msg.ts_event)
 
 
-def _pad(rows: list[list[float]], fill: float, levels: int) -> np.ndarray:
-    """Ragged rows -> (n, levels) array padded with ``fill``, by one scatter (no per-row loop)."""
-    lens = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    out = np.full((len(rows), levels), fill, dtype=np.float64)
-    total = int(lens.sum())
-    if total:
-        flat = np.fromiter((x for r in rows for x in r), dtype=np.float64, count=total)
-        row = np.repeat(np.arange(len(rows)), lens)
-        col = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-        out[row, col] = flat
-    return out
-
-
 def books_to_batch(messages: list[Mbp10], levels: int = MAX_LEVELS) -> BookBatch:
     """``mbp10.v1`` messages -> ``BookBatch`` (levels padded to ``levels`` with NaN price / 0 size).
 
@@ -252,10 +248,10 @@ def books_to_batch(messages: list[Mbp10], levels: int = MAX_LEVELS) -> BookBatch
         side=np.array([m.side for m in messages], dtype="<U1"),
         price=np.array([np.nan if m.price is None else m.price for m in messages], np.float64),
         size=np.fromiter((m.size for m in messages), np.float64, len(messages)),
-        bid_px=_pad([m.bid_px for m in messages], np.nan, levels),
-        bid_sz=_pad([m.bid_sz for m in messages], 0.0, levels),
-        ask_px=_pad([m.ask_px for m in messages], np.nan, levels),
-        ask_sz=_pad([m.ask_sz for m in messages], 0.0, levels),
+        bid_px=pad_levels([m.bid_px for m in messages], np.nan, levels),
+        bid_sz=pad_levels([m.bid_sz for m in messages], 0.0, levels),
+        ask_px=pad_levels([m.ask_px for m in messages], np.nan, levels),
+        ask_sz=pad_levels([m.ask_sz for m in messages], 0.0, levels),
         ts_recv=None if any(r is None for r in recv) else np.array(recv, dtype=np.int64),
     )
 
@@ -263,14 +259,15 @@ def books_to_batch(messages: list[Mbp10], levels: int = MAX_LEVELS) -> BookBatch
 def batch_row_to_mbp10(batch: BookBatch, i: int, *, sequence: int | None = None) -> Mbp10:
     """Row ``i`` of a ``BookBatch`` -> ``mbp10.v1`` (for publishing).
 
-    Levels are kept up to the first empty one (size 0 or NaN price); a NaN
-    event price becomes null. Raises ``ValidationError`` for a row the wire
-    schema refuses (crossed book, NaN size, ...).
+    Levels are kept up to the last one with a price or a size (empty levels, NaN
+    price and size 0, only trail); a NaN event price becomes null. Raises
+    ``ValidationError`` for a row the wire schema refuses (crossed book, a size
+    without a price, an empty level before a present one, ...).
     """
 
     def side(px: np.ndarray, sz: np.ndarray) -> tuple[list[float], list[float]]:
-        present = (sz > 0) & np.isfinite(px)
-        n = int(np.argmin(present)) if not present.all() else len(present)
+        used = np.flatnonzero(~np.isnan(px) | (sz != 0))
+        n = int(used[-1]) + 1 if len(used) else 0
         return px[:n].tolist(), sz[:n].tolist()
 
     bpx, bsz = side(batch.bid_px[i], batch.bid_sz[i])
@@ -293,5 +290,5 @@ __all__ = [
     "MessageSchemaError", "ParentCancelMsg", "ParentOrderMsg", "SolverMsg", "ValidationError", "WireMessage",
     "batch_row_to_mbp10", "books_to_batch", "build", "child_from_model", "child_to_model",
     "decode", "decode_as", "encode", "fill_from_model", "fill_to_model", "parent_from_model",
-    "parent_to_model", "parse_iso_ns",
+    "parent_to_model", "parse_iso_ns", "rejection",
 ]

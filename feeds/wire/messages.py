@@ -14,8 +14,10 @@ schema                 model                      topic (default)
 
 Models are frozen and strict: no string->number coercion, NaN/inf rejected,
 unknown fields rejected. Invariant violations raise pydantic errors whose
-``type`` is one of :data:`VALUE_REASONS`; ``feeds.wire.codec`` turns them into our
-exceptions. Use ``feeds.wire.codec`` (which re-exports these names), not this module.
+``type`` is one of ``feeds.reasons.VALUE_REASONS``; ``feeds.wire.codec`` turns them
+into our exceptions. A book (``mbp10.v1``) is judged by ``feeds.book.check_books``,
+the validator the file readers and the batch decoder use too. Use
+``feeds.wire.codec`` (which re-exports these names), not this module.
 """
 from __future__ import annotations
 
@@ -23,51 +25,29 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from agent.core.errors import SchemaError
-from feeds.book import (
-    CROSSED_BOOK,
-    LEVELS_OUT_OF_ORDER,
-    LOCKED_BOOK,
+from feeds.book import BOOK_RULES, RULE_TEXT, check_books
+from feeds.reasons import (
+    END_BEFORE_START,
+    INVALID_CHILD_ORDER_ID,
+    INVALID_PARTICIPATION,
+    INVALID_TIMESTAMP,
+    INVALID_VALUE,
+    LEVELS_MISMATCH,
     NEGATIVE_SIZE,
-    NON_FINITE,
     NON_POSITIVE_PRICE,
+    NON_POSITIVE_QUANTITY,
+    TOO_MANY_LEVELS,
 )
 
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 MAX_LEVELS = 10
-
-# Stable rejection reasons (DLQ ``error`` header values and metric labels).
-OVERSIZE = "oversize"
-INVALID_UTF8 = "invalid_utf8"
-INVALID_JSON = "invalid_json"
-NOT_AN_OBJECT = "not_an_object"
-NULL_VALUE = "null_value"
-UNKNOWN_SCHEMA = "unknown_schema"
-UNEXPECTED_SCHEMA = "unexpected_schema"
-MISSING_FIELD = "missing_field"
-UNEXPECTED_FIELD = "unexpected_field"
-INVALID_TYPE = "invalid_type"
-INVALID_VALUE = "invalid_value"
-INVALID_TIMESTAMP = "invalid_timestamp"
-NON_POSITIVE_QUANTITY = "non_positive_quantity"
-INVALID_PARTICIPATION = "invalid_participation"
-END_BEFORE_START = "end_before_start"
-LEVELS_MISMATCH = "levels_mismatch"
-TOO_MANY_LEVELS = "too_many_levels"
-INVALID_CHILD_ORDER_ID = "invalid_child_order_id"
-SCHEMA_REASONS: tuple[str, ...] = (
-    NULL_VALUE, OVERSIZE, INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, UNKNOWN_SCHEMA, UNEXPECTED_SCHEMA,
-    MISSING_FIELD, UNEXPECTED_FIELD, INVALID_TYPE,
-)
-VALUE_REASONS: tuple[str, ...] = (
-    NON_FINITE, NON_POSITIVE_PRICE, NEGATIVE_SIZE, CROSSED_BOOK, LOCKED_BOOK,
-    LEVELS_OUT_OF_ORDER, LEVELS_MISMATCH, TOO_MANY_LEVELS, INVALID_VALUE, INVALID_TIMESTAMP,
-    NON_POSITIVE_QUANTITY, INVALID_PARTICIPATION, END_BEFORE_START, INVALID_CHILD_ORDER_ID,
-)
-REASONS: tuple[str, ...] = SCHEMA_REASONS + VALUE_REASONS
+MAX_TEXT = 256
+TIMESTAMP_MAX = 2**63 - 1
 
 
 class MessageSchemaError(SchemaError):
@@ -108,13 +88,18 @@ def _non_negative(v: float) -> float:
 
 
 def _ts(v: int) -> int:
-    if not 0 <= v < 2**63:
+    if not 0 <= v <= TIMESTAMP_MAX:
         raise _fail(INVALID_TIMESTAMP, "timestamp must be int ns since the epoch in [0, 2**63)")
     return v
 
 
+def valid_text(v: str) -> bool:
+    """An identifier: 1-:data:`MAX_TEXT` characters without surrounding blanks."""
+    return 0 < len(v) <= MAX_TEXT and v == v.strip()
+
+
 def _text(v: str) -> str:
-    if not v or len(v) > 256 or v != v.strip():
+    if not valid_text(v):
         raise _fail(INVALID_VALUE, "identifier must be 1-256 characters without surrounding blanks")
     return v
 
@@ -137,6 +122,9 @@ TimestampNs = Annotated[int, AfterValidator(_ts)]
 IsoOrNs = Annotated[int, BeforeValidator(_timestamp_ns), AfterValidator(_ts)]
 Text = Annotated[str, AfterValidator(_text)]
 Side = Literal["buy", "sell"]
+BookAction = Literal["A", "C", "M", "T", "F", "R", "N"]
+"""Add, cancel, modify, trade, fill, clear (reset), none."""
+BookSide = Literal["A", "B", "N"]
 
 _ISO = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$"
@@ -185,8 +173,8 @@ class Mbp10(WireMessage):
     ts_event: TimestampNs
     ts_recv: TimestampNs | None = None
     sequence: Annotated[int, Field(ge=0)] | None = None
-    action: Literal["A", "C", "M", "T", "F", "R", "N"]
-    side: Literal["A", "B", "N"]
+    action: BookAction
+    side: BookSide
     price: Price | None = None
     size: Size = 0.0
     # levels are checked in one pass by ``_book`` (per-item validators cost ~40 calls a message)
@@ -201,22 +189,22 @@ class Mbp10(WireMessage):
             raise _fail(LEVELS_MISMATCH, "bid_px/bid_sz and ask_px/ask_sz must have equal lengths")
         if len(self.bid_px) > MAX_LEVELS or len(self.ask_px) > MAX_LEVELS:
             raise _fail(TOO_MANY_LEVELS, f"at most {MAX_LEVELS} levels a side")
-        b, a = self.bid_px, self.ask_px
-        if (b and min(b) <= 0) or (a and min(a) <= 0):
-            raise _fail(NON_POSITIVE_PRICE, "level prices must be > 0")
-        if (self.bid_sz and min(self.bid_sz) < 0) or (self.ask_sz and min(self.ask_sz) < 0):
-            raise _fail(NEGATIVE_SIZE, "level sizes must be >= 0")
-        if any(x >= y for x, y in zip(b[1:], b, strict=False)) or any(
-            x <= y for x, y in zip(a[1:], a, strict=False)
-        ):
-            raise _fail(LEVELS_OUT_OF_ORDER, "bids must strictly descend and asks strictly ascend")
-        if b and a and b[0] > a[0]:
-            raise _fail(CROSSED_BOOK, f"best bid {b[0]} above best ask {a[0]}")
-        if b and a and b[0] == a[0]:
-            raise _fail(LOCKED_BOOK, f"best bid equals best ask {a[0]}")
-        if self.action == "T" and self.price is None:
-            raise _fail(NON_POSITIVE_PRICE, "a trade needs a price")
+        width = max(len(self.bid_px), len(self.ask_px), 1)
+        code = int(check_books(
+            np.array([np.nan if self.price is None else self.price]), np.array([self.size]), (self.action,),
+            _row(self.bid_px, np.nan, width), _row(self.bid_sz, 0.0, width),
+            _row(self.ask_px, np.nan, width), _row(self.ask_sz, 0.0, width),
+        )[0])
+        if code:
+            raise _fail(BOOK_RULES[code - 1], RULE_TEXT[code - 1])
         return self
+
+
+def _row(values: list[float], fill: float, width: int) -> np.ndarray:
+    """One message's levels as a (1, width) row padded with ``fill``."""
+    out = np.full((1, width), fill)
+    out[0, : len(values)] = values
+    return out
 
 
 class ParentOrderMsg(WireMessage):

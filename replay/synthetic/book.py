@@ -53,6 +53,8 @@ class EventDraws:
     add_size, cancel_size, mo_size : share quantities (> 0).
     mod_size : signed size change of a modify (< 0 shrinks a level, never to zero).
     trade_prob : probability that the event is a market order.
+    depth_target : Q*, shares per side within K ticks at which adds and cancels balance
+        (varies with the time of day and the depth deviation).
     """
 
     fair: F64
@@ -68,6 +70,7 @@ class EventDraws:
     mod_size: I64
     mo_size: I64
     trade_prob: F64
+    depth_target: F64
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,6 @@ class BookParams:
     """Per-symbol constants of the book dynamics (see ``replay.synthetic.day``)."""
 
     profile_ticks: int  # K: adds land within K ticks of the anchor
-    depth_target: float  # Q*: shares per side within K ticks at which add and cancel balance
     modify_prob: float  # share of book events that are modifies
     side_scale_ticks: float  # kappa of the aggressor-side logistic
     improve_prob: float  # chance that an add improves a spread wider than the target
@@ -246,10 +248,11 @@ def simulate(draws: EventDraws, params: BookParams, grid: int, window: int) -> E
     - with probability ``trade_prob[i]`` a market order of ``mo_size[i]``
       shares, a buy with probability ``1 / (1 + exp(-(f - mid) / kappa))``;
     - else a book event on ``bid_side[i]``: a modify with probability
-      ``modify_prob``; otherwise a cancel with probability ``Q / (Q + Q*)``
+      ``modify_prob``; otherwise a cancel with probability ``Q / (Q + Q*_i)``
       (``Q`` the side's shares within ``K`` ticks of its best: cancels scale
-      with the queue, adds do not, so depth reverts to ``~Q*`` at the event
-      rate, i.e. gradually after a sweep), else an add ``dist[i]`` ticks behind
+      with the queue, adds do not, so depth reverts to ``~Q*_i`` at the event
+      rate, i.e. gradually after a sweep, and follows ``Q*_i`` when it moves),
+      else an add ``dist[i]`` ticks behind
       the anchor (marketable when at or through the opposite best); when the
       spread is wider than ``s`` the add instead improves the quote with
       probability ``improve_prob``, at the price inside the spread closest to
@@ -281,12 +284,8 @@ def simulate(draws: EventDraws, params: BookParams, grid: int, window: int) -> E
         draws.mo_size.tolist(),
         draws.trade_prob.tolist(),
     )
-    q_star, kappa, p_mod, p_imp = (
-        params.depth_target,
-        params.side_scale_ticks,
-        params.modify_prob,
-        params.improve_prob,
-    )
+    q_star = draws.depth_target.tolist()
+    kappa, p_mod, p_imp = params.side_scale_ticks, params.modify_prob, params.improve_prob
 
     for i in range(len(fair)):
         f = fair[i]
@@ -307,7 +306,7 @@ def simulate(draws: EventDraws, params: BookParams, grid: int, window: int) -> E
             q = float(book.bid[max(book.bb - k, 0) : book.bb + 1].sum())
         else:
             q = float(book.ask[book.ba : book.ba + k + 1].sum())
-        if cancel_u[i] < q / (q + q_star) and book.cancel(
+        if cancel_u[i] < q / (q + q_star[i]) and book.cancel(
             i, bid, ab if bid else aa, k, pick_u[i], cancel_size[i]
         ):
             continue

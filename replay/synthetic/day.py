@@ -3,17 +3,27 @@
 ``generate_day(seed, symbols, date)`` simulates one US session (09:30-16:00
 New York time) for each symbol and returns a ``SyntheticDay`` (columns of
 integer cents / shares / ns); ``.to_batch()`` gives the ``feeds.book.BookBatch``
-and ``replay.synthetic.csv_out.write_csv_zst`` writes Databento's MBP-10 CSV layout.
-Everything is drawn from ``numpy.random.Generator(PCG64)`` seeded by
-``SeedSequence([seed, crc32(symbol)])``, so a symbol's day does not depend on
-which other symbols are generated with it.
+and ``replay.synthetic.csv_out.write_csv_zst`` writes Databento's MBP-10 CSV
+layout; ``python -m replay.synthetic`` writes one file per day.
+Everything is drawn from ``numpy.random.Generator(PCG64)`` streams spawned
+from ``SeedSequence([seed, crc32(symbol), date.toordinal()])`` (one stream
+for the day's shape, one for the liquidity deviations, one for the events),
+so a symbol's day depends neither on the other symbols generated with it
+nor on the other days.
 
 The model (tau = minutes since the open, T = 390, prices in ticks of $0.01)
 ------------------------------------------------------------------------------
-Intraday shapes (U-shaped, ``= 1`` at midday)::
+Intraday shapes ``u`` (activity), ``v`` (volatility) and ``w`` (depth), U-shaped
+and 1 at midday, with amplitudes and day levels that vary from day to day
+around a common shape: ``replay.synthetic.intraday``.
 
-    activity  u(tau) = 1 + 2.0 exp(-tau / 20) + 1.5 exp(-(T - tau) / 20)
-    volatility v(tau) = 1 + 1.8 exp(-tau / 20) + 1.5 exp(-(T - tau) / 15)
+Liquidity deviations: the target spread and the depth target leave their
+intraday level by ``exp(d_s)`` and ``exp(d_q)``, where ``d_s, d_q`` are
+stationary AR(1) processes evaluated every second whose one-minute means
+have the persistence and sds *measured on FROG* (``replay.synthetic.params.LIQUIDITY``,
+model and estimator in ``replay.synthetic.liquidity``): deviations revert
+over minutes (half-lives 1.5 and 2.1 min), so the book a trader meets now
+says something about the next few minutes and little about the next hour.
 
 Event times: clusters arrive as an inhomogeneous Poisson process with
 intensity ``prop. u(tau)`` (inverse-CDF sampling of the integrated intensity);
@@ -21,25 +31,29 @@ each cluster holds ``1 + Geometric`` events (mean ``CLUSTER_MEAN``) separated
 by exponential gaps (mean ``CLUSTER_GAP_S``): the bursts real feeds show.
 
 Fair value (ticks) at event times ``t_i``, Student-t(4) shocks scaled to unit
-variance, ``sigma`` set so that the open-to-close sd is ``daily_vol * p0``::
+variance, ``sigma`` set so that the open-to-close sd is ``daily_vol * p0``
+(times the day's volatility multiplier)::
 
     f_i = f_{i-1} + sigma v(tau_i) sqrt(t_i - t_{i-1}) z_i,
     sigma^2 = (daily_vol * p0 / tick)^2 / integral_0^T v(tau)^2 dtau
 
-Target spread (whole ticks, widening with volatility; ``U_i ~ U[0, 1)``)::
+Target spread and depth (whole ticks; ``U_i ~ U[0, 1)``; ``k_s, k_q`` the
+day's level multipliers)::
 
-    s_i = max(1, floor(s0 * v(tau_i)^eta + U_i)),   a_b = floor(f - (s - 1)/2),  a_a = a_b + s
+    s_i  = max(1, floor(k_s s0 v(tau_i)^eta exp(d_s(t_i)) + U_i)),
+    a_b  = floor(f - (s - 1)/2),  a_a = a_b + s
+    Q*_i = k_q Q* w(tau_i) exp(d_q(t_i))
 
 Events (``replay.synthetic.book.simulate``): a market order with probability
 ``trade_prob``, a buy with probability ``1 / (1 + exp(-(f - mid) / kappa))``;
 otherwise a book event on a random side: a modify (share ``modify_prob``), a
-cancel with probability ``Q / (Q + Q*)`` choosing a level with weight
+cancel with probability ``Q / (Q + Q*_i)`` choosing a level with weight
 ``size * h(d)`` (``h = 20`` for quotes through the anchor, 5 beyond ``K``
 ticks, else 1: cancel rate proportional to queue size, stale quotes fade
 first), or an add at distance ``d ~ (1 + d)^k_d exp(-d / L)``, d = 0..K-1,
 behind the anchor, so equilibrium depth grows with distance from the touch.
 ``Q`` is the side's depth within ``K`` ticks; because adds arrive at a fixed
-rate and cancels scale with ``Q``, depth reverts to ``~Q*`` gradually after a
+rate and cancels scale with ``Q``, depth reverts to ``~Q*_i`` gradually after a
 sweep. An add at or through the opposite best is marketable: it trades
 through the levels up to its limit (Databento ``T`` + ``C`` rows per level,
 ``T`` side = aggressor) and the remainder rests. While the spread is wider
@@ -60,7 +74,7 @@ visible opposite depth; modifies change a level by +/- whole lots.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import date as Date
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -70,6 +84,9 @@ import numpy.typing as npt
 
 from feeds.book import BookBatch
 from replay.synthetic.book import BookParams, EventDraws, simulate
+from replay.synthetic.intraday import DayShape, draw_day_shape
+from replay.synthetic.liquidity import correlated_ar1, per_second_params
+from replay.synthetic.params import LIQUIDITY, LiquidityParams, SymbolParams, params_for
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -79,71 +96,6 @@ CLUSTER_MEAN = 1.6
 CLUSTER_GAP_S = 3e-4
 PUBLISHER_ID = 0  # synthetic: not a real Databento publisher
 SEQUENCE_START = 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class SymbolProfile:
-    """Per-symbol parameters of the model (see the module docstring)."""
-
-    instrument_id: int
-    price0: float  # opening fair value, dollars
-    daily_vol: float  # open-to-close sd of the fair value, fraction of price0
-    events: float  # expected number of simulated events per day
-    spread0: float  # s0, ticks
-    spread_eta: float  # eta
-    trade_prob: float
-    modify_prob: float
-    profile_ticks: int  # K
-    depth_k: float  # k_d
-    depth_l: float  # L, ticks
-    depth_target: float  # Q*, shares per side within K ticks
-    alpha_add: float
-    odd_lot_prob: float
-    mo_scale: float
-    alpha_mo: float
-    mo_cap: int
-    side_scale_ticks: float  # kappa
-    improve_prob: float  # p_imp
-
-
-PROFILES: dict[str, SymbolProfile] = {
-    # liquid: ~1-2 tick spread, deep contiguous book, ~$50
-    "SYNA": SymbolProfile(
-        instrument_id=900001, price0=50.0, daily_vol=0.015, events=95_000,
-        spread0=1.05, spread_eta=1.0, trade_prob=0.05, modify_prob=0.05,
-        profile_ticks=30, depth_k=0.3, depth_l=10.0, depth_target=60_000,
-        alpha_add=1.6, odd_lot_prob=0.08, mo_scale=100.0, alpha_mo=1.3, mo_cap=25_000,
-        side_scale_ticks=0.5, improve_prob=0.6,
-    ),
-    # illiquid: wide spread, thin sparse book with gaps (like FROG), ~$30
-    "SYNB": SymbolProfile(
-        instrument_id=900002, price0=30.0, daily_vol=0.03, events=90_000,
-        spread0=3.5, spread_eta=1.0, trade_prob=0.05, modify_prob=0.05,
-        profile_ticks=50, depth_k=0.4, depth_l=30.0, depth_target=4_000,
-        alpha_add=1.5, odd_lot_prob=0.35, mo_scale=50.0, alpha_mo=1.4, mo_cap=3_000,
-        side_scale_ticks=2.0, improve_prob=0.3,
-    ),
-}  # fmt: skip
-
-
-def profile_for(symbol: str) -> SymbolProfile:
-    """The symbol's profile; unknown symbols get SYNA's dynamics with a derived id and price."""
-    if symbol in PROFILES:
-        return PROFILES[symbol]
-    h = zlib.crc32(symbol.encode())
-    return replace(
-        PROFILES["SYNA"], instrument_id=910000 + h % 90000, price0=20.0 + (h % 8000) / 100.0
-    )
-
-
-def activity(tau_min: F64) -> F64:
-    """``u(tau) = 1 + 2.0 exp(-tau/20) + 1.5 exp(-(390 - tau)/20)``."""
-    return 1.0 + 2.0 * np.exp(-tau_min / 20.0) + 1.5 * np.exp(-(SESSION_MIN - tau_min) / 20.0)
-
-
-def volatility(tau_min: F64) -> F64:
-    """``v(tau) = 1 + 1.8 exp(-tau/20) + 1.5 exp(-(390 - tau)/15)``."""
-    return 1.0 + 1.8 * np.exp(-tau_min / 20.0) + 1.5 * np.exp(-(SESSION_MIN - tau_min) / 15.0)
 
 
 def session_bounds(
@@ -165,15 +117,17 @@ def _lots(rng: np.random.Generator, n: int, alpha: float, odd: float) -> I64:
     return np.where(rng.random(n) < odd, rng.integers(1, 100, n), lots)
 
 
-def _event_times(rng: np.random.Generator, p: SymbolProfile, t0: int, t1: int) -> I64:
+def _event_times(rng: np.random.Generator, p: SymbolParams, shape: DayShape, t0: int,
+                 t1: int) -> I64:
     """Clustered inhomogeneous-Poisson event times in [t0, t1), sorted, ns."""
     seconds = (t1 - t0) / NS
     grid = np.linspace(0.0, seconds, int(seconds) + 1)
-    lam = activity(grid / 60.0)
+    lam = shape.activity(grid / 60.0)
     cum = np.concatenate([[0.0], np.cumsum(0.5 * (lam[1:] + lam[:-1]) * np.diff(grid))])
     day = np.linspace(0.0, SESSION_MIN * 60.0, int(SESSION_MIN * 60.0) + 1)
-    per_day = float(np.trapezoid(activity(day / 60.0), day))
-    n_clusters = int(rng.poisson(p.events / CLUSTER_MEAN * cum[-1] / per_day))
+    per_day = float(np.trapezoid(shape.activity(day / 60.0), day))
+    events = p.events * shape.events_scale
+    n_clusters = int(rng.poisson(events / CLUSTER_MEAN * cum[-1] / per_day))
     starts = np.interp(np.sort(rng.uniform(0.0, cum[-1], n_clusters)), cum, grid)
     sizes = rng.geometric(1.0 / CLUSTER_MEAN, n_clusters)
     gaps = np.cumsum(rng.exponential(CLUSTER_GAP_S, int(sizes.sum())))
@@ -183,17 +137,43 @@ def _event_times(rng: np.random.Generator, p: SymbolProfile, t0: int, t1: int) -
     return np.sort(ns[ns < t1])
 
 
-def _draws(rng: np.random.Generator, p: SymbolProfile, ts: I64, t0: int) -> EventDraws:
+def deviations(rng: np.random.Generator, seconds: int,
+               liquidity: LiquidityParams = LIQUIDITY) -> F64:
+    """Spread and depth log-deviations ``(d_s, d_q)`` at each second ``0..seconds`` (shape ``(2, n)``).
+
+    Per-second AR(1) processes whose one-minute means have the per-minute
+    ``rho`` and ``sd`` of ``liquidity`` (``replay.synthetic.liquidity.per_second_params``).
+    """
+    (phi_s, sd_s), (phi_q, sd_q) = (per_second_params(liquidity.spread_rho, liquidity.spread_sd),
+                                    per_second_params(liquidity.depth_rho, liquidity.depth_sd))
+    return correlated_ar1(rng, seconds + 1, (phi_s, phi_q), (sd_s, sd_q), liquidity.corr)
+
+
+def _fair_value(rng: np.random.Generator, p: SymbolParams, shape: DayShape, ts: I64,
+                tau: F64) -> F64:
+    tgrid = np.linspace(0.0, SESSION_MIN, 3901)
+    v2_int = float(np.trapezoid(shape.volatility(tgrid) ** 2, tgrid * 60.0))
+    open_ticks = p.price0 * shape.price_scale * 100.0
+    sigma = shape.vol_scale * p.daily_vol * open_ticks / np.sqrt(v2_int)
+    dt = np.diff(ts, prepend=ts[0]) / NS
+    z = rng.standard_t(4, len(ts)) / np.sqrt(2.0)
+    return np.asarray(open_ticks + np.cumsum(sigma * shape.volatility(tau) * np.sqrt(dt) * z))
+
+
+def event_draws(rng: np.random.Generator, p: SymbolParams, shape: DayShape, dev: F64, ts: I64,
+           t0: int) -> EventDraws:
+    """Every random input of the events at ``ts`` (see the module docstring for the formulas).
+
+    ``dev`` is :func:`deviations` (per second from ``t0``): the target spread is
+    ``s0 v^eta exp(d_s)`` dithered to whole ticks and the depth target
+    ``Q* w exp(d_q)``, both times the day's level multipliers.
+    """
     n = len(ts)
     tau = (ts - t0) / NS / 60.0
-    v = volatility(tau)
-    tgrid = np.linspace(0.0, SESSION_MIN, 3901)
-    v2_int = float(np.trapezoid(volatility(tgrid) ** 2, tgrid * 60.0))
-    sigma = p.daily_vol * p.price0 * 100.0 / np.sqrt(v2_int)
-    dt = np.diff(ts, prepend=ts[0]) / NS
-    z = rng.standard_t(4, n) / np.sqrt(2.0)
-    fair = p.price0 * 100.0 + np.cumsum(sigma * v * np.sqrt(dt) * z)
-    spread = np.maximum(1, np.floor(p.spread0 * v**p.spread_eta + rng.random(n))).astype(np.int64)
+    sec = np.minimum((ts - t0) // NS, dev.shape[1] - 1)
+    fair = _fair_value(rng, p, shape, ts, tau)
+    level = shape.spread_scale * p.spread0 * shape.volatility(tau) ** p.spread_eta
+    spread = np.maximum(1, np.floor(level * np.exp(dev[0, sec]) + rng.random(n))).astype(np.int64)
     d = np.arange(p.profile_ticks)
     w = (1.0 + d) ** p.depth_k * np.exp(-d / p.depth_l)
     dist = np.minimum(
@@ -212,14 +192,15 @@ def _draws(rng: np.random.Generator, p: SymbolProfile, ts: I64, t0: int) -> Even
         cancel_size=_lots(rng, n, p.alpha_add, p.odd_lot_prob),
         mod_size=np.where(rng.random(n) < 0.5, -mod, mod), mo_size=mo_size,
         trade_prob=np.full(n, p.trade_prob),
+        depth_target=shape.depth_scale * p.depth_target * shape.depth(tau) * np.exp(dev[1, sec]),
     )  # fmt: skip
 
 
-def _initial_levels(rng: np.random.Generator, p: SymbolProfile) -> I64:
+def _initial_levels(rng: np.random.Generator, p: SymbolParams, target: float) -> I64:
     d = np.arange(p.profile_ticks)
     w = (1.0 + d) ** p.depth_k * np.exp(-d / p.depth_l)
     sizes = _lots(rng, 4000, p.alpha_add, p.odd_lot_prob)
-    n = max(int(np.searchsorted(np.cumsum(sizes), p.depth_target)), 4)
+    n = max(int(np.searchsorted(np.cumsum(sizes), target)), 4)
     where = rng.choice(len(d), size=n, p=w / w.sum())
     prof = np.bincount(where, weights=sizes[:n], minlength=len(d)).astype(np.int64)
     prof[0] = max(prof[0], 100)  # a quote at the touch to start from
@@ -228,7 +209,10 @@ def _initial_levels(rng: np.random.Generator, p: SymbolProfile) -> I64:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class SyntheticDay:
-    """Rows of one or more symbols interleaved by ``ts_recv`` (prices in integer cents)."""
+    """Rows of one or more symbols interleaved by ``ts_recv`` (prices in integer cents).
+
+    ``shapes`` holds each symbol's drawn ``DayShape`` (not written to files).
+    """
 
     ts_event: I64
     ts_recv: I64
@@ -245,6 +229,7 @@ class SyntheticDay:
     bid: I64  # (n, 3, 10): price cents (-1 empty) / size / order count
     ask: I64
     publisher_id: int = PUBLISHER_ID
+    shapes: dict[str, DayShape] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ts_event)
@@ -264,23 +249,25 @@ class SyntheticDay:
         )  # fmt: skip
 
 
-def _symbol_rows(seed: int, symbol: str, t0: int, t1: int) -> dict[str, np.ndarray]:
-    p = profile_for(symbol)
-    rng = np.random.Generator(
-        np.random.PCG64(np.random.SeedSequence([seed, zlib.crc32(symbol.encode())]))
-    )
-    ts = _event_times(rng, p, t0, t1)
-    draws = _draws(rng, p, ts, t0)
-    params = BookParams(
-        p.profile_ticks,
-        p.depth_target,
-        p.modify_prob,
-        p.side_scale_ticks,
-        p.improve_prob,
-        _initial_levels(rng, p),
-    )
+def day_streams(seed: int, symbol: str, day: Date) -> tuple[np.random.Generator, ...]:
+    """The three independent streams (shape, deviations, events) of ``symbol`` on ``day``."""
+    ss = np.random.SeedSequence([seed, zlib.crc32(symbol.encode()), day.toordinal()])
+    return tuple(np.random.Generator(np.random.PCG64(c)) for c in ss.spawn(3))
+
+
+def _symbol_rows(seed: int, symbol: str, day: Date, t0: int, t1: int,
+                 liquidity: LiquidityParams) -> tuple[dict[str, np.ndarray], DayShape]:
+    p = params_for(symbol)
+    shape_rng, dev_rng, rng = day_streams(seed, symbol, day)
+    shape = draw_day_shape(shape_rng)
+    dev = deviations(dev_rng, int((t1 - t0) // NS), liquidity)
+    ts = _event_times(rng, p, shape, t0, t1)
+    draws = event_draws(rng, p, shape, dev, ts, t0)
+    params = BookParams(p.profile_ticks, p.modify_prob, p.side_scale_ticks, p.improve_prob,
+                        _initial_levels(rng, p, float(draws.depth_target[0])))
     window = 4 * p.profile_ticks + 200
-    rows = simulate(draws, params, grid=int(p.price0 * 200) + 2 * window, window=window)
+    grid = int(p.price0 * shape.price_scale * 200) + 2 * window
+    rows = simulate(draws, params, grid=grid, window=window)
     latency = np.round(rng.lognormal(np.log(20e3), 0.5, len(ts))).astype(np.int64)
     in_delta = np.round(rng.lognormal(np.log(170e3), 0.3, len(ts))).astype(np.int64)
     ev = rows.event
@@ -291,7 +278,7 @@ def _symbol_rows(seed: int, symbol: str, t0: int, t1: int) -> dict[str, np.ndarr
         "instrument_id": np.full(m, p.instrument_id, np.int64), "action": rows.action,
         "side": rows.side, "depth": rows.depth, "price": rows.price, "size": rows.size,
         "bid": rows.bid, "ask": rows.ask,
-    }  # fmt: skip
+    }, shape  # fmt: skip
 
 
 def generate_day(
@@ -302,16 +289,20 @@ def generate_day(
     tz: str = "America/New_York",
     open_hm: str = "09:30",
     close_hm: str = "16:00",
+    liquidity: LiquidityParams = LIQUIDITY,
 ) -> SyntheticDay:
     """Simulate ``symbols`` over one session and interleave their rows by ``ts_recv``.
 
+    ``liquidity``: the spread and depth deviation processes (default: measured on FROG).
     ``flags`` is 128 (F_LAST) on the last row of each run of rows sharing a
     symbol and ``ts_event``, else 0; ``sequence`` counts rows from 1,000,000.
     """
     if not symbols:
         raise ValueError("generate_day needs at least one symbol")
-    t0, t1 = session_bounds(day, tz, open_hm, close_hm)
-    parts = [_symbol_rows(seed, s, t0, t1) for s in symbols]
+    d = Date.fromisoformat(day) if isinstance(day, str) else day
+    t0, t1 = session_bounds(d, tz, open_hm, close_hm)
+    made = [_symbol_rows(seed, s, d, t0, t1, liquidity) for s in symbols]
+    parts = [m[0] for m in made]
     cols = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     order = np.argsort(cols["ts_recv"], kind="stable")
     cols = {k: v[order] for k, v in cols.items()}
@@ -326,6 +317,7 @@ def generate_day(
         side=cols["side"], depth=cols["depth"], price=cols["price"], size=cols["size"],
         flags=np.where(last, 128, 0).astype(np.int64),
         sequence=SEQUENCE_START + np.arange(n, dtype=np.int64), bid=cols["bid"], ask=cols["ask"],
+        shapes={s: m[1] for s, m in zip(symbols, made, strict=True)},
     )  # fmt: skip
 
 

@@ -1,15 +1,17 @@
-"""Real agent processes and a live synthetic market for the reliability tests (issue 7 items 3-5).
+"""Real agent processes and a live synthetic market for the integration tests.
 
 - :class:`AgentProcess`: ``python -m agent run --feed kafka`` as a subprocess
-  (exactly-once mode, configured through ``MPC_AGENT_*`` variables), killed
-  with SIGKILL or stopped with SIGTERM; its restore log lines are parsed.
+  (configured through ``MPC_AGENT_*`` variables from :func:`agent_env`), stderr
+  to a log file appended across restarts, stdout (the run summary) beside it;
+  started, SIGKILLed, SIGTERMed; its HTTP endpoints and its restore log lines read.
 - :class:`Market`: publishes a synthetic MBP-10 book with trades for some
   symbols, stamped with the wall clock (key = symbol), ``rate_hz`` rows per
   symbol per second; it keeps trying through a broker outage.
 - :class:`Venue`: answers every committed child order with one full fill at its
   limit price (``fill_id = child_order_id + "/f"``, key = symbol so the fill
   reaches the agent owning the symbol).
-- :func:`read_topic`: everything committed on a topic (``read_committed``).
+
+Reading topics, publishing raw values and waiting for a group: ``tests.integration.kafka_helpers``.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import aiokafka
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.live.settings import TopicsSection
 from feeds.kafka import KafkaConnection, KafkaSink
@@ -34,17 +40,22 @@ from feeds.wire import codec
 from feeds.wire.messages import Mbp10
 
 ROOT = Path(__file__).resolve().parents[2]
+TOPIC_NAMES = ("md", "parent_orders", "child_orders", "fills", "agent_state", "dlq")
 
 
-def agent_env(bootstrap: str, topics: TopicsSection, *, agent_id: str, group_id: str,
-              metrics_port: int | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+def agent_env(bootstrap: str, topics: TopicsSection | Mapping[str, str], *, group_id: str,
+              agent_id: str | None = None, metrics_port: int | None = None,
+              extra: Mapping[str, str] | None = None, **more: str) -> dict[str, str]:
+    """Environment of an agent process: ``MPC_AGENT_*`` for the broker, topics, group, agent id and
+    HTTP port (HTTP off when ``metrics_port`` is None), short session and transaction timeouts;
+    ``extra`` / keyword arguments add or override variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPC_AGENT_")}
     env.update({
         "MPC_AGENT_SERVICE__FEED": "kafka",
         "MPC_AGENT_SERVICE__POLL_TIMEOUT_MS": "20",
         "MPC_AGENT_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "MPC_AGENT_KAFKA__GROUP_ID": group_id,
-        "MPC_AGENT_KAFKA__AGENT_ID": agent_id,
+        "MPC_AGENT_KAFKA__CLIENT_ID": group_id,
         "MPC_AGENT_KAFKA__SESSION_TIMEOUT_MS": "6000",
         "MPC_AGENT_KAFKA__TRANSACTION_TIMEOUT_MS": "10000",
         "MPC_AGENT_KAFKA__REQUEST_TIMEOUT_MS": "10000",
@@ -53,29 +64,50 @@ def agent_env(bootstrap: str, topics: TopicsSection, *, agent_id: str, group_id:
         "MPC_AGENT_HTTP__PORT": str(metrics_port or 0),
         "MPC_AGENT_LOG__FORMAT": "json",  # events as fields (restore, parent_*, kill_switch): parsed below
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
     })
-    for name in ("md", "parent_orders", "child_orders", "fills", "agent_state", "dlq"):
-        env[f"MPC_AGENT_TOPICS__{name.upper()}"] = getattr(topics, name)
+    if agent_id is not None:
+        env["MPC_AGENT_KAFKA__AGENT_ID"] = agent_id
+    names = {n: getattr(topics, n) for n in TOPIC_NAMES} if isinstance(topics, TopicsSection) else dict(topics)
+    env.update({f"MPC_AGENT_TOPICS__{k.upper()}": v for k, v in names.items()})
     env.update(extra or {})
+    env.update(more)
     return env
 
 
 class AgentProcess:
-    """One ``python -m agent run`` subprocess (stderr to ``log_path``, appended across restarts)."""
+    """One ``python -m agent [-v..] run`` subprocess (see the module docstring).
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    Parameters
+    ----------
+    env : from :func:`agent_env`.
+    log_path : stderr (the agent's log), appended across restarts; stdout goes to ``*.stdout`` beside it.
+    verbose : number of ``-v`` flags (1: INFO, which the restore/assignment parsers need).
+    args : extra arguments after ``run``.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, verbose: int = 1, args: tuple[str, ...] = ()) -> None:
         self.env, self.log_path = env, log_path
+        self.stdout_path = log_path.with_suffix(".stdout")
+        self.port = int(env.get("MPC_AGENT_HTTP__PORT", "0"))
+        self.cmd = [sys.executable, "-m", "agent", *(["-" + "v" * verbose] if verbose else []), "run", *args]
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
+    @classmethod
+    def spawn(cls, env: dict[str, str], log_path: Path, **kw: Any) -> AgentProcess:
+        """Construct and :meth:`start`."""
+        agent = cls(env, log_path, **kw)
+        agent.start()
+        return agent
+
+    # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        log = self.log_path.open("ab")
-        log.write(f"--- start {self.starts} ---\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent", "-v", "run"], cwd=ROOT, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        with self.log_path.open("ab") as log, self.stdout_path.open("ab") as out:
+            log.write(f"--- start {self.starts} ---\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=out, stderr=log)
         self.starts += 1
 
     def kill(self) -> None:
@@ -84,8 +116,9 @@ class AgentProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
-    def stop(self, timeout_s: float = 20.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout_s``; the exit code."""
+    def stop(self, timeout_s: float = 20.0, *, must_stop: bool = False) -> dict[str, Any] | None:
+        """SIGTERM, then SIGKILL after ``timeout_s`` (an assertion error with ``must_stop``); the JSON
+        summary the run printed on stdout (None when there is none)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -95,7 +128,23 @@ class AgentProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        return self.proc.returncode
+                if must_stop:
+                    raise AssertionError(f"agent did not stop within {timeout_s} s of SIGTERM") from None
+        text = self.stdout_path.read_text() if self.stdout_path.exists() else ""
+        start = text.rfind("\n{")
+        start = start + 1 if start >= 0 else text.find("{")
+        try:
+            return json.loads(text[start:]) if start >= 0 else None
+        except ValueError:
+            return None
+
+    def close(self) -> None:
+        """Kill if still running (tests call it in ``finally``)."""
+        self.kill()
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
 
     @property
     def alive(self) -> bool:
@@ -124,6 +173,38 @@ class AgentProcess:
 
     def assigned_count(self) -> int:
         return self.log_text().count(" parent-order partition(s) of ")
+
+    # ------------------------------------------------------------------ http
+    def get(self, path: str, timeout_s: float = 2.0) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout_s) as r:
+                return int(r.status), r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise AssertionError(f"agent exited ({self.returncode}) before ready: {self.log_text()[-3000:]}")
+            try:
+                if self.get("/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"agent not ready within {timeout_s} s: {self.log_text()[-3000:]}")
+
+    def metrics_text(self) -> str:
+        return self.get("/metrics")[1]
+
+    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of /metrics, parsed by ``prometheus_client.parser``: (name, sorted labels) -> value."""
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for fam in text_string_to_metric_families(self.metrics_text()):
+            for s in fam.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = float(s.value)
+        return out
 
 
 def book_row(symbol: str, ts: int, k: int, mid: float) -> Mbp10:
@@ -228,35 +309,3 @@ class Venue:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-
-
-async def read_topic(conn: KafkaConnection, topic: str, timeout_s: float = 30.0) -> list[aiokafka.ConsumerRecord[Any, Any]]:
-    """Every committed record of ``topic`` (up to the end offsets taken at the start)."""
-    consumer = aiokafka.AIOKafkaConsumer(**conn.client_kwargs(), group_id=None, isolation_level="read_committed",
-                                         auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        parts = consumer.partitions_for_topic(topic)
-        while not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic)
-            if time.monotonic() > deadline:
-                raise TimeoutError(topic)
-        tps = [aiokafka.TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        todo = {tp for tp in tps if end[tp] > 0}
-        while todo and time.monotonic() < deadline:
-            for tp, msgs in (await consumer.getmany(*todo, timeout_ms=200)).items():
-                out.extend(m for m in msgs if m.offset < end[tp])
-            for tp in list(todo):
-                if await consumer.position(tp) >= end[tp]:
-                    todo.discard(tp)
-        if todo:
-            raise TimeoutError(f"{topic} not read to its end")
-    finally:
-        await consumer.stop()
-    return out

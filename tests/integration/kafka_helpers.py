@@ -3,9 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from typing import Any
 
-from feeds.ports import Record, Source, TopicPartition
+import aiokafka
+from aiokafka.admin import AIOKafkaAdminClient
+
+from feeds.kafka import KafkaConnection, KafkaSink
+from feeds.ports import OutRecord, Record, Source, TopicPartition
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def publish_values(bootstrap: str, topic: str, values: list[bytes | None], key: bytes = b"FROG") -> None:
+    """Raw values onto ``topic`` (hostile ones included: no codec in the way)."""
+    async with KafkaSink(bootstrap) as sink:
+        for i in range(0, len(values), 2000):
+            await sink.send_many([OutRecord(topic, v, key=key) for v in values[i:i + 2000]])
+
+
+async def caught_up(bootstrap: str, group: str, topics: list[str], timeout_s: float) -> float:
+    """Seconds until the group's committed offsets reach the end offsets of ``topics`` (partition 0)."""
+    t0 = time.monotonic()
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    got: Any = {}
+    try:
+        tps = [aiokafka.TopicPartition(t, 0) for t in topics]
+        ends = await consumer.end_offsets(tps)
+        while time.monotonic() - t0 < timeout_s:
+            got = await admin.list_consumer_group_offsets(group)
+            if all(tp in got and got[tp].offset >= ends[tp] for tp in tps):
+                return time.monotonic() - t0
+            await asyncio.sleep(0.25)
+        raise AssertionError(f"agent stalled: committed {got} < end offsets {ends} after {timeout_s} s")
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 async def consume(source: Source, n: int, timeout_s: float = 45.0) -> list[Record]:
@@ -44,3 +85,39 @@ async def committed_eventually(
         if got == expected or time.monotonic() > deadline:
             return got
         await asyncio.sleep(0.05)
+
+
+async def read_topic(conn: KafkaConnection | str, topic: str, timeout_s: float = 30.0) -> list[Record]:
+    """Every committed record of ``topic`` (``read_committed``), up to the end offsets taken at the start:
+    the one way the tests read a topic to its end."""
+    if isinstance(conn, str):
+        conn = KafkaConnection(bootstrap_servers=conn)
+    consumer = aiokafka.AIOKafkaConsumer(**conn.client_kwargs(), group_id=None, isolation_level="read_committed",
+                                         auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    out: list[Record] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        parts = consumer.partitions_for_topic(topic)
+        while not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic)
+            if time.monotonic() > deadline:
+                raise TimeoutError(topic)
+        tps = [aiokafka.TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        todo = {tp for tp in tps if end[tp] > 0}
+        while todo and time.monotonic() < deadline:
+            for tp, msgs in (await consumer.getmany(*todo, timeout_ms=200)).items():
+                out.extend(Record(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers or ()),
+                                  m.timestamp) for m in msgs if m.offset < end[tp])
+            for tp in list(todo):
+                if await consumer.position(tp) >= end[tp]:
+                    todo.discard(tp)
+        if todo:
+            raise TimeoutError(f"{topic} not read to its end")
+    finally:
+        await consumer.stop()
+    return out

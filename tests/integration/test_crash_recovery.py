@@ -29,7 +29,8 @@ from agent.live.settings import TopicsSection
 from agent.live.state_topic import read_state
 from feeds.kafka import KafkaConnection, KafkaSink, create_topics
 from feeds.wire import codec
-from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env, read_topic
+from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env
+from tests.integration.kafka_helpers import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -40,14 +40,7 @@ from agent.live.settings import ServiceSection, TopicsSection
 from feeds.kafka import create_topics
 from feeds.ports import DLQ_ERROR_HEADER, Record
 from feeds.wire import codec
-from tests.integration.agent_proc import (
-    AgentProcess,
-    agent_env,
-    caught_up,
-    free_port,
-    publish_values,
-    read_all,
-)
+from tests.integration.agent_process import AgentProcess, agent_env
 from tests.integration.hostile import (
     FILL,
     MD,
@@ -60,6 +53,7 @@ from tests.integration.hostile import (
     good_parent,
     hostile,
 )
+from tests.integration.kafka_helpers import caught_up, free_port, publish_values, read_topic
 
 N_BAD = 10_000
 MAX_BYTES = 65_536
@@ -197,10 +191,10 @@ def firewall_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory)
     now = time.time_ns() // NS * NS
     streams, good_ts, parents, fill_qty = _build(random.Random(20250403), now)
     asyncio.run(create_topics(kafka_bootstrap, sorted({*topics.values(), *dlqs.values()})))
-    env = agent_env(kafka_bootstrap, topics, f"{stem}.group", free_port(),
+    env = agent_env(kafka_bootstrap, topics, group_id=f"{stem}.group", metrics_port=free_port(),
                     MPC_AGENT_KAFKA__MAX_MESSAGE_BYTES=str(MAX_BYTES),
                     MPC_AGENT_RISK__MAX_SNAPSHOT_AGE_MS=str(3_600_000))
-    agent = AgentProcess(env, tmp_path_factory.mktemp("firewall"))
+    agent = AgentProcess.spawn(env, tmp_path_factory.mktemp("firewall") / "agent.log")
     try:
         agent.wait_ready()
         asyncio.run(publish_values(kafka_bootstrap, topics["parent_orders"], streams[PARENT].values))
@@ -216,11 +210,11 @@ def firewall_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory)
         drain_s = time.monotonic() - t0
         alive = agent.proc.poll() is None
         samples = agent.samples()
-        summary = agent.stop()
-        dlq = {k: asyncio.run(read_all(kafka_bootstrap, v)) for k, v in dlqs.items()}
-        children = asyncio.run(read_all(kafka_bootstrap, topics["child_orders"]))
+        summary = agent.stop(30.0, must_stop=True)
+        dlq = {k: asyncio.run(read_topic(kafka_bootstrap, v)) for k, v in dlqs.items()}
+        children = asyncio.run(read_topic(kafka_bootstrap, topics["child_orders"]))
         run = Run(streams, topics, good_ts, parents, fill_qty, dlq, children, samples, summary, alive, drain_s,
-                  agent.stderr())
+                  agent.log_text())
         for k in (MD, PARENT, FILL):  # the evidence (pytest -s): tried, dead-lettered, by reason
             print(f"firewall {k}: {len(streams[k].values)} published, {len(streams[k].reasons)} hostile, "
                   f"{len(dlq[k])} on the DLQ; by reason {dict(sorted(_rejected(run, k).items()))}")

@@ -38,8 +38,8 @@ from tests.integration.agent_process import (
     Venue,
     agent_env,
     book_row,
-    read_topic,
 )
+from tests.integration.kafka_helpers import read_topic
 from tests.integration.test_crash_recovery import (
     check_children,
     make_topics,
@@ -173,7 +173,7 @@ async def _outage_scenario(broker: PrivateBroker, bootstrap: str, tmp_path: Path
         ages = []
         for r in records:
             child = json.loads(r.value)
-            created_ns = r.timestamp * 1_000_000
+            created_ns = r.timestamp_ms * 1_000_000
             assert not (t_down < created_ns < t_up), f"child order created during the outage: {child}"
             ages.append((created_ns - child["ts_event"]) / NS_PER_S)
             assert not (t_down <= child["ts_event"] <= t_up), f"child order decided on an outage book: {child}"

@@ -23,7 +23,8 @@ import pytest
 from agent.core.model import NS_PER_S, ParentOrder
 from agent.live.state_topic import read_state
 from feeds.kafka import KafkaConnection
-from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env, read_topic
+from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env
+from tests.integration.kafka_helpers import read_topic
 from tests.integration.test_crash_recovery import (
     check_children,
     make_topics,

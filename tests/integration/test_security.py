@@ -33,8 +33,9 @@ from agent.app.config import load_config
 from agent.core.errors import FeedError
 from feeds.kafka import KafkaConnection, KafkaSink, create_topics
 from feeds.ports import DLQ_ERROR_HEADER
-from tests.integration.agent_proc import ROOT, AgentProcess, agent_env, free_port, read_all
+from tests.integration.agent_process import ROOT, AgentProcess, agent_env
 from tests.integration.hostile import NS, Context, dumps, good_book
+from tests.integration.kafka_helpers import free_port, read_topic
 
 SSL_KEY_PASSWORD = "tls-key-pass-5b1d"
 
@@ -54,8 +55,9 @@ def test_security_agent_over_sasl_plain_works_and_never_shows_the_password(
     sasl, user, password = kafka_sasl_bootstrap
     topics = {k: unique_topic(k) for k in ("md", "parent_orders", "fills", "child_orders", "dlq", "agent_state")}
     asyncio.run(create_topics(kafka_bootstrap, list(topics.values())))
-    env = agent_env(sasl, topics, unique_topic("g"), free_port(), **_sasl_env(sasl, user, password))
-    agent = AgentProcess(env, tmp_path, verbose=2)
+    env = agent_env(sasl, topics, group_id=unique_topic("g"), metrics_port=free_port(),
+                    **_sasl_env(sasl, user, password))
+    agent = AgentProcess.spawn(env, tmp_path / "agent.log", verbose=2)
     try:
         agent.wait_ready()
         now = time.time_ns()
@@ -76,13 +78,13 @@ def test_security_agent_over_sasl_plain_works_and_never_shows_the_password(
             time.sleep(0.2)
         metrics_text = agent.metrics_text()
         health = agent.get("/healthz")[1]
-        summary = agent.stop()
+        summary = agent.stop(30.0, must_stop=True)
     finally:
         agent.close()
-    stderr = agent.stderr()
+    stderr = agent.log_text()
     assert summary is not None
     assert s[("mpc_agent_snapshots_total", ())] == 1
-    dlq = asyncio.run(read_all(kafka_bootstrap, topics["dlq"]))
+    dlq = asyncio.run(read_topic(kafka_bootstrap, topics["dlq"]))
     assert [dict(r.headers)[DLQ_ERROR_HEADER] for r in dlq] == [b"invalid_json"]
     assert "SaslAuthenticateRequest" in stderr  # the debug line that used to carry the password
     assert "DEBUG" in stderr and password not in stderr
@@ -96,22 +98,23 @@ def test_security_wrong_password_stops_the_agent_at_once_with_a_clear_error(
     sasl, user, password = kafka_sasl_bootstrap
     wrong = password + "-wrong-7f3a"
     topics = {k: unique_topic(k) for k in ("md", "parent_orders", "fills", "child_orders", "dlq", "agent_state")}
-    env = agent_env(sasl, topics, unique_topic("g"), free_port(), **_sasl_env(sasl, user, wrong))
-    agent = AgentProcess(env, tmp_path, verbose=2)
+    env = agent_env(sasl, topics, group_id=unique_topic("g"), metrics_port=free_port(),
+                    **_sasl_env(sasl, user, wrong))
+    agent = AgentProcess.spawn(env, tmp_path / "agent.log", verbose=2)
     try:
         t0 = time.monotonic()
         rc = agent.proc.wait(60)
         took = time.monotonic() - t0
     finally:
         agent.close()
-    stderr = agent.stderr()
+    stderr = agent.log_text()
     assert rc == 2 and took < 30
     assert f"Kafka authentication failed at {sasl} for user '{user}'" in stderr
     assert wrong not in stderr
 
 
 def test_security_print_config_masks_every_secret(tmp_path: Path) -> None:
-    env = agent_env("127.0.0.1:1", {}, "g", 0, MPC_AGENT_KAFKA__SASL_PASSWORD="sasl-pass-91c2",
+    env = agent_env("127.0.0.1:1", {}, group_id="g", MPC_AGENT_KAFKA__SASL_PASSWORD="sasl-pass-91c2",
                     MPC_AGENT_KAFKA__SSL_PASSWORD=SSL_KEY_PASSWORD)
     out = subprocess.run([sys.executable, "-m", "agent", "-vv", "run", "--print-config"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60, check=True)

@@ -46,6 +46,7 @@ from feeds.ports import Record
 from feeds.wire import codec
 from replay.runner import run_strategy
 from replay.simulator import FillSimulator
+from tests.integration.kafka_helpers import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -95,18 +96,9 @@ async def _until(cond: Any, what: str, timeout_s: float = 20.0) -> None:
         await asyncio.sleep(0.005)
 
 
-async def _read_all(conn: KafkaConnection, topics: list[str], n_min: int) -> list[Record]:
-    out: list[Record] = []
-    async with KafkaSource(conn, topics, group_id=None) as src:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            for recs in (await src.getmany(timeout_ms=300)).values():
-                out.extend(recs)
-            if len(out) >= n_min:
-                more = await src.getmany(timeout_ms=500)
-                out.extend(r for recs in more.values() for r in recs)
-                break
-    return out
+async def _read_all(conn: KafkaConnection, topics: list[str]) -> list[Any]:
+    """Every committed record of ``topics`` (read to their ends, one topic after the other)."""
+    return [r for topic in topics for r in await read_topic(conn, topic)]
 
 
 async def _scenario(bootstrap: str) -> Scenario:
@@ -155,7 +147,7 @@ async def _scenario(bootstrap: str) -> Scenario:
         responder.request_stop()
         await asyncio.wait_for(asyncio.gather(agent_task, venue_task), 10)
         sc.summary = engine.summary("P1")
-    recs = await _read_all(conn, [topics.child_orders, topics.fills, topics.dlq], len(ref.children))
+    recs = await _read_all(conn, [topics.child_orders, topics.fills, topics.dlq])
     for r in recs:
         if r.topic == topics.child_orders:
             sc.children.append(codec.child_to_model(codec.decode(r.value)))  # type: ignore[arg-type]
@@ -244,7 +236,7 @@ def test_cli_publish_puts_a_data_file_and_a_parent_order_on_kafka(kafka_bootstra
                "--end", "2021-03-01T15:00:00Z", "--period-s", "30"])
     assert rc == 0 and json.loads(capsys.readouterr().out)["parent_order"] == "PY"
     conn = KafkaConnection(bootstrap_servers=kafka_bootstrap)
-    recs = asyncio.run(_read_all(conn, [md, parents], n + 2))
+    recs = asyncio.run(_read_all(conn, [md, parents]))
     books = [codec.decode(r.value) for r in recs if r.topic == md]  # type: ignore[arg-type]
     orders = [codec.decode(r.value) for r in recs if r.topic == parents]  # type: ignore[arg-type]
     assert len(books) == n and all(b.symbol == "ESH1" for b in books)  # type: ignore[union-attr]

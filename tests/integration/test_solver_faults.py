@@ -20,9 +20,9 @@ import pytest
 
 from feeds.kafka import KafkaSink, KafkaSource, create_topics
 from feeds.wire import codec
-from tests.integration.agent_proc import AgentProcess, agent_env, caught_up, free_port
+from tests.integration.agent_process import AgentProcess, agent_env
 from tests.integration.hostile import NS, Context, dumps, good_book, good_fill
-from tests.integration.kafka_helpers import drain
+from tests.integration.kafka_helpers import caught_up, drain, free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ async def _wait_metric(agent: AgentProcess, name: str, value: float, timeout_s: 
         if agent.samples().get((name, ()), 0.0) >= value:
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"{name} did not reach {value} within {timeout_s} s: {agent.stderr()[-2000:]}")
+    raise AssertionError(f"{name} did not reach {value} within {timeout_s} s: {agent.log_text()[-2000:]}")
 
 
 async def _play(bootstrap: str, topics: dict[str, str], group: str, agent: AgentProcess) -> list[codec.ChildOrderMsg]:
@@ -84,9 +84,9 @@ def test_solver_that_never_converges_falls_back_counts_and_the_parent_completes(
     topics = {k: unique_topic(k) for k in ("md", "parent_orders", "fills", "child_orders", "dlq", "agent_state")}
     group = unique_topic("g")
     asyncio.run(create_topics(kafka_bootstrap, list(topics.values())))
-    env = agent_env(kafka_bootstrap, topics, group, free_port(), MPC_AGENT_SOLVER__MAX_ITER="1",
+    env = agent_env(kafka_bootstrap, topics, group_id=group, metrics_port=free_port(), MPC_AGENT_SOLVER__MAX_ITER="1",
                     MPC_AGENT_RISK__MAX_SNAPSHOT_AGE_MS="3600000")
-    agent = AgentProcess(env, tmp_path)
+    agent = AgentProcess.spawn(env, tmp_path / "agent.log")
     try:
         agent.wait_ready()
         children = asyncio.run(_play(kafka_bootstrap, topics, group, agent))

@@ -44,6 +44,7 @@ from agent.core.impact.fit import (
     fit_quadratic,
     quadratic_from_moments,
 )
+from agent.core.impact.parent_fit import profile_scaled
 from agent.core.model import NS_PER_S, BookLike, ImpactParams, Side
 
 if TYPE_CHECKING:
@@ -219,21 +220,11 @@ class OnlineImpactEstimator:
 
     def forecast(self, n_slots: int, *, ts_ns: int, period_s: float,
                  profile: IntradayProfile | None = None) -> tuple[FloatArray, FloatArray]:
-        """``beta[k], gamma[k]`` for slots ``k = 0..n_slots-1`` starting at ``ts_ns``.
-
-        ``beta_k = beta * r_beta(T, ts_ns + k * period)`` where ``r`` is the
-        intraday profile ratio from the time of the estimate ``T`` (flat: 1);
-        gamma likewise, floored at ``GAMMA_FLOOR``.
-        """
+        """``beta[k], gamma[k]`` for slots ``k = 0..n_slots-1`` starting at ``ts_ns``
+        (:func:`agent.core.impact.parent_fit.profile_scaled`)."""
         p = self.current()
-        beta = np.full(n_slots, p.beta)
-        gamma = np.full(n_slots, p.gamma)
-        if profile is not None and n_slots > 0:
-            t = int(ts_ns) + np.arange(n_slots, dtype=np.int64) * round(period_s * NS_PER_S)
-            ref = int(self.last_ts if self.last_ts is not None else ts_ns)
-            beta = beta * profile.ratio("beta", ref, t)
-            gamma = np.maximum(gamma * profile.ratio("gamma", ref, t), GAMMA_FLOOR)
-        return beta, gamma
+        return profile_scaled(p.beta, p.gamma, n_slots, ts_ns=ts_ns, period_s=period_s,
+                              ref_ts=self.last_ts, profile=profile)
 
     def state(self) -> dict[str, Any]:
         """JSON-able snapshot of the estimator (settings and sufficient statistics)."""

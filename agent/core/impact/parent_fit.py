@@ -76,14 +76,23 @@ class ParentImpact:
 
     def forecast(self, n_slots: int, *, ts_ns: int, period_s: float,
                  profile: IntradayProfile | None = None) -> tuple[FloatArray, FloatArray]:
-        """``beta_k = beta * r_beta(T, ts_ns + k * period)`` (profile ratio ``r``, 1 when flat);
-        gamma likewise, floored at ``GAMMA_FLOOR``."""
+        """``beta, gamma`` of the current fit for ``n_slots`` slots, scaled by the profile
+        (:func:`profile_scaled`)."""
         p = self.current()
-        beta = np.full(n_slots, p.beta)
-        gamma = np.full(n_slots, p.gamma)
-        if profile is not None and n_slots > 0:
-            t = int(ts_ns) + np.arange(n_slots, dtype=np.int64) * round(period_s * NS_PER_S)
-            ref = int(self.last_ts if self.last_ts is not None else ts_ns)
-            beta = beta * profile.ratio("beta", ref, t)
-            gamma = np.maximum(gamma * profile.ratio("gamma", ref, t), GAMMA_FLOOR)
-        return beta, gamma
+        return profile_scaled(p.beta, p.gamma, n_slots, ts_ns=ts_ns, period_s=period_s,
+                              ref_ts=self.last_ts, profile=profile)
+
+
+def profile_scaled(beta: float, gamma: float, n_slots: int, *, ts_ns: int, period_s: float,
+                   ref_ts: int | None, profile: IntradayProfile | None) -> tuple[FloatArray, FloatArray]:
+    """``beta_k = beta * r_beta(T, ts_ns + k * period)`` for ``k = 0..n_slots-1``, gamma likewise
+    (floored at ``GAMMA_FLOOR``); ``r`` is the intraday profile's ratio from the time of the
+    estimate ``T = ref_ts`` (``ts_ns`` when None), 1 when there is no profile."""
+    b = np.full(n_slots, beta)
+    g = np.full(n_slots, gamma)
+    if profile is not None and n_slots > 0:
+        t = int(ts_ns) + np.arange(n_slots, dtype=np.int64) * round(period_s * NS_PER_S)
+        ref = int(ref_ts if ref_ts is not None else ts_ns)
+        b = b * profile.ratio("beta", ref, t)
+        g = np.maximum(g * profile.ratio("gamma", ref, t), GAMMA_FLOOR)
+    return b, g

@@ -32,6 +32,7 @@ grid this replaces in the engine).
 
 from __future__ import annotations
 
+import base64
 import math
 from typing import Any
 
@@ -185,11 +186,19 @@ class SymbolCostCurve:
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
-        """JSON-able snapshot (settings and sufficient statistics)."""
+        """JSON-able snapshot (settings and sufficient statistics), compact.
+
+        The lattice sums are step functions of the lattice index (they change only where some
+        row's depth falls), so they are stored as their first value plus the non-zero steps:
+        indices and float64 deltas, base64-encoded (a few kB instead of ~50 kB of JSON numbers).
+        """
+        steps = np.stack([self.a_sum, self.b_sum, self.ext_sum])
+        delta = np.diff(steps, axis=1)
+        idx = np.flatnonzero(np.any(delta != 0.0, axis=0)).astype(np.int32)
         return {"version": self.VERSION, "side": self.side, "half_life_s": self.half_life_s,
                 "penalty_ticks": self.penalty_ticks, "tick": self.tick, "per_doubling": PER_DOUBLING,
-                "log2_range": [LOG2_MIN, LOG2_MAX], "weight": self.weight, "a_sum": self.a_sum.tolist(),
-                "b_sum": self.b_sum.tolist(), "ext_sum": self.ext_sum.tolist(), "mid_sum": self.mid_sum,
+                "log2_range": [LOG2_MIN, LOG2_MAX], "weight": self.weight, "mid_sum": self.mid_sum,
+                "head": steps[:, 0].tolist(), "step_index": _b64(idx), "steps": _b64(delta[:, idx]),
                 "last_ts": self.last_ts, "snapshots": self.snapshots, "excluded": self.excluded}
 
     @classmethod
@@ -201,10 +210,17 @@ class SymbolCostCurve:
         c = cls(state["side"], half_life_s=state["half_life_s"], penalty_ticks=state["penalty_ticks"],
                 tick=state["tick"])
         c.weight, c.mid_sum = float(state["weight"]), float(state["mid_sum"])
-        c.a_sum = np.asarray(state["a_sum"], dtype=np.float64)
-        c.b_sum = np.asarray(state["b_sum"], dtype=np.float64)
-        c.ext_sum = np.asarray(state["ext_sum"], dtype=np.float64)
+        idx = np.frombuffer(base64.b64decode(state["step_index"]), dtype=np.int32)
+        delta = np.zeros((3, c.sizes.size - 1))
+        delta[:, idx] = np.frombuffer(base64.b64decode(state["steps"]), dtype=np.float64).reshape(3, -1)
+        sums = np.asarray(state["head"], dtype=np.float64)[:, None] + np.concatenate(
+            [np.zeros((3, 1)), np.cumsum(delta, axis=1)], axis=1)
+        c.a_sum, c.b_sum, c.ext_sum = sums[0].copy(), sums[1].copy(), sums[2].copy()
         c.last_ts = None if state["last_ts"] is None else int(state["last_ts"])
         c.snapshots, c.excluded = int(state["snapshots"]), int(state["excluded"])
         c.version = 1
         return c
+
+
+def _b64(a: npt.NDArray[Any]) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")

@@ -151,13 +151,19 @@ def test_engine_walks_each_row_once_per_symbol_whatever_the_number_of_parents() 
 
     ts = T0 + np.arange(1200) * NS // 2
     book = ladder_book(ts, mid=50.0, trade_every=7, trade_size=300.0)
-    walked = {}
+    walked, sampled = {}, {}
     for n in (1, 40):
-        eng = ExecutionEngine()
-        for i in range(n):
-            eng.submit(ParentOrder(f"P{i}", "TEST", "buy" if i % 2 else "sell", 500.0 + 100 * i,
-                                   T0 + 60 * NS, T0 + 540 * NS, 60.0))
-        Driver(eng).feed(book, "TEST")
-        curves = eng.market("TEST").curves.values()
-        walked[n] = sum(c.snapshots + c.excluded for c in curves)
+        for mode in ("ewma", "reverting"):
+            eng = ExecutionEngine(EngineSettings(forecast=mode))  # type: ignore[arg-type]
+            for i in range(n):
+                eng.submit(ParentOrder(f"P{i}", "TEST", "buy" if i % 2 else "sell", 500.0 + 100 * i,
+                                       T0 + 60 * NS, T0 + 540 * NS, 60.0))
+            Driver(eng).feed(book, "TEST")
+            mkt = eng.market("TEST")
+            if mode == "ewma":
+                walked[n] = sum(c.snapshots + c.excluded for c in mkt.curves.values())
+            else:  # the reverting forecast samples the rows once per symbol; parents fit the samples
+                assert not mkt.curves and mkt.sampler is not None
+                sampled[n] = mkt.sampler.rows_after(None)[0].size
     assert walked[1] == walked[40] == 2 * len(book)  # one walk per row and side, shared by all parents
+    assert sampled[1] == sampled[40] == 60  # one sample per 10 s of the 10-minute book

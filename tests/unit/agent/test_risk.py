@@ -82,6 +82,14 @@ def test_sub_dollar_prices_use_the_hundredth_cent_tick() -> None:
     assert risk.child_limit_price("sell", np.array([1.005]), np.array([100.0]), 10.0, flat) == 1.0
 
 
+def test_float_noise_does_not_move_a_price_by_a_tick() -> None:
+    rules = InstrumentRules()
+    assert 0.1 * 3 == 0.30000000000000004
+    assert rules.round_price(0.1 * 3, up=True) == 0.3  # not 0.31
+    assert rules.round_price(10.03 - 1e-15, up=False) == 10.03  # not 10.02
+    assert rules.round_price(10.0301, up=True) == 10.04 and rules.round_price(10.0299, up=False) == 10.02
+
+
 def test_tick_for_uses_the_band_of_the_price() -> None:
     assert tick_for(1.0) == 0.01 and tick_for(250.37) == 0.01
     assert tick_for(0.9999) == 0.0001 and tick_for(0.0) == 0.0001
@@ -131,8 +139,8 @@ def books(draw: st.DrawFn) -> tuple[str, np.ndarray, np.ndarray, float, float | 
     steps = draw(st.lists(st.integers(0, 5), min_size=1, max_size=10))
     off = np.cumsum([0, *steps[1:]]) * (1 if side == "buy" else -1)  # asks ascend, bids descend
     px = np.round((best_ticks + off) * tick, 6)
-    if draw(st.booleans()):  # sub-grid quotes (some feeds, some venues) must still give on-grid limits
-        px = px + draw(st.floats(0, tick * 0.99)) * (1 if side == "buy" else -1)
+    if draw(st.booleans()):  # sub-grid quotes (midpoints, hundredths of a tick) still give on-grid limits
+        px = np.round(px + draw(st.integers(1, 99)) * tick / 100 * (1 if side == "buy" else -1), 8)
     sz = np.array(draw(st.lists(st.floats(1, 5000), min_size=len(px), max_size=len(px))))
     qty = draw(st.floats(1, 30_000))
     parent_limit = draw(st.none() | st.floats(float(px[0]) * 0.9, float(px[0]) * 1.1))

@@ -1,11 +1,13 @@
-"""BookBatch validation: every rejection reason, time order across chunks, shape checks."""
+"""BookBatch validation (the one book validator): every rejection reason, rule order, time order
+across chunks, shape checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from feeds.book import REASONS, BookBatch, merge_rejections
+from feeds.book import BOOK_RULES, RULE_TEXT, BookBatch, check_books, merge_rejections, pad_levels
+from feeds.reasons import BOOK_REASONS
 
 NS = 1_000_000_000
 
@@ -48,8 +50,9 @@ def test_validate_flags_each_reason_on_the_bad_row_only(reason: str) -> None:
     assert v.counts() == {reason: 1}
 
 
-def test_every_reason_is_covered_by_a_case() -> None:
-    assert set(CASES) | {"ts_backwards"} == set(REASONS)
+def test_every_reason_is_covered_by_a_case_and_every_rule_has_a_text() -> None:
+    assert set(CASES) | {"ts_backwards"} == set(BOOK_REASONS) == set(BOOK_RULES)
+    assert len(RULE_TEXT) == len(BOOK_RULES)
 
 
 def test_ts_backwards_is_measured_against_the_running_maximum() -> None:
@@ -79,10 +82,47 @@ def test_empty_levels_at_the_end_are_valid_but_a_gap_is_out_of_order() -> None:
     assert gap.validate().counts() == {"levels_out_of_order": 1}
 
 
-def test_trade_without_price_is_non_finite_but_a_clear_without_price_is_fine() -> None:
+def test_a_level_with_a_price_is_present_whatever_its_size() -> None:
+    """Size 0 with a price is a level (the wire lists it): ordered, priced > 0, part of the touch."""
+    b = make([
+        {"bid_px": [10.0, 9.99], "bid_sz": [0.0, 100.0]},  # a zero-size top: no gap
+        {"bid_px": [9.98, 9.99], "bid_sz": [100.0, 0.0]},  # out of order even with size 0
+        {"ask_px": [0.0, 10.02], "ask_sz": [0.0, 100.0]},  # a price of 0 is not an empty level
+        {"bid_px": [10.01, 9.99], "bid_sz": [0.0, 100.0]},  # a zero-size touch still locks
+        {"bid_px": [10.0, np.nan], "bid_sz": [100.0, 5.0]},  # a size without a price
+    ])
+    assert list(b.validate().reason) == ["", "levels_out_of_order", "non_positive_price", "locked_book",
+                                         "non_finite"]
+
+
+def test_trade_without_price_is_refused_last_but_a_clear_without_price_is_fine() -> None:
     b = make([{"action": "T", "price": np.nan}, {"action": "R", "price": np.nan, "side": "N",
-              "bid_px": [np.nan, np.nan], "bid_sz": [0.0, 0.0], "ask_px": [np.nan, np.nan], "ask_sz": [0.0, 0.0]}])
-    assert list(b.validate().reason) == ["non_finite", ""]
+              "bid_px": [np.nan, np.nan], "bid_sz": [0.0, 0.0], "ask_px": [np.nan, np.nan], "ask_sz": [0.0, 0.0]},
+              {"action": "T", "price": np.nan, "bid_px": [10.05, 9.99]}, {"action": "T", "price": 0.0}])
+    assert list(b.validate().reason) == ["non_positive_price", "", "crossed_book", "non_positive_price"]
+
+
+def test_rules_apply_in_their_order() -> None:
+    """Each row breaks rule k and every later rule it can: the verdict is rule k."""
+    rows = [
+        {"bid_px": [np.inf, -1.0], "bid_sz": [-1.0, 1.0], "action": "T", "price": np.nan},
+        {"bid_px": [10.05, -1.0], "bid_sz": [-1.0, 1.0], "action": "T", "price": np.nan},
+        {"bid_px": [10.05, 10.06], "bid_sz": [-1.0, 1.0], "action": "T", "price": np.nan},
+        {"bid_px": [10.05, 10.06], "action": "T", "price": np.nan},
+        {"bid_px": [10.05, 9.99], "action": "T", "price": np.nan},
+        {"bid_px": [10.01, 9.99], "action": "T", "price": np.nan},
+        {"action": "T", "price": np.nan},
+    ]
+    codes = check_books(*(lambda b: (b.price, b.size, b.action, b.bid_px, b.bid_sz, b.ask_px, b.ask_sz))(make(rows)))
+    assert codes.tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert [BOOK_RULES[c - 1] for c in codes] == list(BOOK_RULES[:7])
+
+
+def test_pad_levels_full_ragged_and_empty_rows() -> None:
+    np.testing.assert_array_equal(pad_levels([[1.0, 2.0], [3.0, 4.0]], np.nan, 2), [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(pad_levels([[1.0], [], [2.0, 3.0]], np.nan, 2),
+                                  [[1, np.nan], [np.nan, np.nan], [2, 3]])
+    assert pad_levels([], 0.0, 3).shape == (0, 3)
 
 
 def test_first_applicable_reason_wins() -> None:

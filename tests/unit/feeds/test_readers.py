@@ -153,7 +153,8 @@ def test_directory_expands_and_lobster_pair_is_read_once(files: dict[str, Path])
 def test_embedded_sample_day_reads_cleanly_from_its_directory() -> None:
     sample = Path(__file__).resolve().parents[3] / "data" / "sample"
     files = expand_paths([sample])
-    assert [p.name for p in files] == ["sample.mbp10.csv.zst"]  # README.md is not a data file
+    assert [p.name for p in files] == [f"sample-{d}.mbp10.csv.zst" for d in  # README.md is not data
+                                       ("2025-03-28", "2025-03-31", "2025-04-01", "2025-04-02", "2025-04-03")]
     r = read_book(sample)
     assert r.rejected == {}
     assert r.batch.levels == 10

@@ -133,5 +133,7 @@ def test_fit_periods_cap_uses_centred_moving_average_of_volume() -> None:
 def test_cli_fit_without_data_uses_the_embedded_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fit", "--period-s", "1800"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["files"] and d["files"][0].endswith("sample.mbp10.csv.zst")
+    from replay.session import SAMPLE
+
+    assert d["files"] == [str(SAMPLE)]  # the sample's last day
     assert d["n_periods"] == len(d["beta"]) and d["snapshots"] > 0

@@ -1,7 +1,9 @@
-"""replay.synthetic.day: the seeded MBP-10 day generator and the embedded sample in data/sample/."""
+"""replay.synthetic: the seeded MBP-10 day generator and the embedded sample in data/sample/."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -9,32 +11,34 @@ import numpy.typing as npt
 import pytest
 import zstandard
 
-from replay.synthetic.__main__ import main
+from feeds.book import BookBatch
+from replay.synthetic.cli import SAMPLE_DATES, SAMPLE_SEED, SAMPLE_SYMBOLS, day_file, main
 from replay.synthetic.csv_out import HEADER, format_cents, format_ts, render_csv
 from replay.synthetic.day import (
     NS,
-    PROFILES,
     SyntheticDay,
     generate_day,
-    profile_for,
     session_bounds,
 )
+from replay.synthetic.liquidity import minute_means
+from replay.synthetic.params import PARAMS, params_for
 
 ROOT = Path(__file__).resolve().parents[3]
-SAMPLE = ROOT / "data" / "sample" / "sample.mbp10.csv.zst"
-SEED = 20250403
-DATE = "2025-04-03"
+SAMPLE_DIR = ROOT / "data" / "sample"
+SEED = SAMPLE_SEED
+DATE = SAMPLE_DATES[-1]
 OPEN_UTC, CLOSE_UTC = session_bounds(DATE)
 MIN = 60 * NS
 
 
 @pytest.fixture(scope="module")
 def day() -> SyntheticDay:
-    return generate_day(SEED, ["SYNA", "SYNB"], DATE)
+    """The sample's last day (the one the README's replay runs on)."""
+    return generate_day(SEED, list(SAMPLE_SYMBOLS), DATE)
 
 
-def _short(seed: int, symbols: list[str]) -> SyntheticDay:
-    return generate_day(seed, symbols, DATE, open_hm="09:30", close_hm="09:50")
+def _short(seed: int, symbols: list[str], day: str = DATE) -> SyntheticDay:
+    return generate_day(seed, symbols, day, open_hm="09:30", close_hm="09:50")
 
 
 def _sym(day: SyntheticDay, symbol: str) -> npt.NDArray[np.bool_]:
@@ -56,25 +60,35 @@ def _size_at(snap: npt.NDArray[np.int64], price: npt.NDArray[np.int64]) -> npt.N
 
 # ----------------------------------------------------------------- the sample
 @pytest.mark.slow
-def test_sample_file_equals_generator_output_for_its_seed(day: SyntheticDay) -> None:
-    text = zstandard.ZstdDecompressor().decompress(SAMPLE.read_bytes())
-    assert text == render_csv(day), (
-        "data/sample/sample.mbp10.csv.zst is stale: regenerate it with the command in "
-        "data/sample/README.md"
+@pytest.mark.parametrize("when", SAMPLE_DATES)
+def test_sample_file_equals_generator_output_for_its_seed(when: str) -> None:
+    path = day_file(SAMPLE_DIR, when)
+    text = zstandard.ZstdDecompressor().decompress(path.read_bytes())
+    assert text == render_csv(generate_day(SEED, list(SAMPLE_SYMBOLS), when)), (
+        f"{path} is stale: regenerate the sample with the command in data/sample/README.md"
     )
 
 
-def test_sample_file_is_zstd_and_under_5_mb() -> None:
-    blob = SAMPLE.read_bytes()
-    assert blob[:4] == b"\x28\xb5\x2f\xfd"
-    assert len(blob) < 5_000_000
+def test_sample_holds_exactly_the_generated_days_zstd_and_under_8_mb() -> None:
+    files = sorted(SAMPLE_DIR.glob("*.zst"))
+    assert [f.name for f in files] == [day_file(SAMPLE_DIR, d).name for d in SAMPLE_DATES]
+    assert all(f.read_bytes()[:4] == b"\x28\xb5\x2f\xfd" for f in files)
+    assert sum(f.stat().st_size for f in files) < 8_000_000
+
+
+def test_session_module_lists_the_sample_days_oldest_first() -> None:
+    from replay.session import SAMPLE, SAMPLE_FILES
+    from replay.session import SAMPLE_DATES as DATES
+
+    assert [d.isoformat() for d in DATES] == list(SAMPLE_DATES)
+    assert SAMPLE_FILES[-1] == SAMPLE == day_file(SAMPLE_DIR, SAMPLE_DATES[-1])
 
 
 @pytest.mark.slow
 def test_reader_reads_sample_back_equal_to_generator_batch(day: SyntheticDay) -> None:
     from feeds.files.readers import read_book
 
-    res = read_book(SAMPLE)
+    res = read_book(day_file(SAMPLE_DIR, DATE))
     got, want = res.batch, day.to_batch()
     assert res.rejected == {}
     assert len(got) == len(want)
@@ -104,8 +118,8 @@ def test_symbol_day_does_not_depend_on_other_symbols_requested() -> None:
 
 
 def test_unknown_symbol_gets_derived_profile_and_a_valid_book() -> None:
-    p = profile_for("ZZZQ")
-    assert p.instrument_id not in {q.instrument_id for q in PROFILES.values()}
+    p = params_for("ZZZQ")
+    assert p.instrument_id not in {q.instrument_id for q in PARAMS.values()}
     d = _short(3, ["ZZZQ"])
     assert len(d) > 1000
     assert d.to_batch().validate().counts() == {}
@@ -133,43 +147,66 @@ def test_timestamps_in_session_ordered_and_recv_after_event(day: SyntheticDay) -
 
 
 # ---------------------------------------------------------------- realism
+# Intraday shapes vary from day to day (replay.synthetic.intraday), so the U shapes are
+# checked on the five sample days pooled, as a profile would see them.
+@pytest.fixture(scope="module")
+def week() -> dict[str, list[tuple[int, BookBatch]]]:
+    """Per symbol: (session open ns, book) of every sample day."""
+    from replay.session import SAMPLE_FILES, read_days, wall_clock_ns
+
+    data = read_days(SAMPLE_FILES)
+    return {s: [(wall_clock_ns(d, "09:30", t.tz), b) for d, b in zip(t.dates, t.books, strict=True)]
+            for s, t in data.by_symbol.items()}
+
+
+def _per_minute(week: dict[str, list[tuple[int, BookBatch]]], symbol: str,
+                f: Callable[[int, BookBatch], npt.NDArray[np.float64]]) -> npt.NDArray[np.float64]:
+    """``f(open, book)`` (390 minute values) averaged over the sample days."""
+    return np.asarray(np.nanmean([f(o, b) for o, b in week[symbol]], axis=0))
+
+
+def _u_shape(x: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """(first 30 min, last 30 min) means relative to 11:00-14:30 New York."""
+    midday = float(np.nanmean(x[90:300]))
+    return float(np.nanmean(x[:30])) / midday, float(np.nanmean(x[360:])) / midday
+
+
 @pytest.mark.parametrize("symbol", ["SYNA", "SYNB"])
 def test_activity_is_u_shaped_first_and_last_30_min_busier_than_midday(
-    day: SyntheticDay, symbol: str
+    week: dict[str, list[tuple[int, BookBatch]]], symbol: str
 ) -> None:
-    per_min = np.bincount(_minute(day.ts_event[_sym(day, symbol)]), minlength=390)
-    midday = per_min[90:300].mean()  # 11:00-14:30 New York
-    assert per_min[:30].mean() > 1.4 * midday
-    assert per_min[360:390].mean() > 1.3 * midday
+    rows = _per_minute(week, symbol, lambda o, b: np.bincount(
+        (b.ts_event - o) // MIN, minlength=390)[:390].astype(np.float64))
+    open_, close = _u_shape(rows)
+    assert open_ > 1.4 and close > 1.3
 
 
 @pytest.mark.parametrize("symbol", ["SYNA", "SYNB"])
 def test_volatility_is_u_shaped_first_and_last_30_min_above_midday(
-    day: SyntheticDay, symbol: str
+    week: dict[str, list[tuple[int, BookBatch]]], symbol: str
 ) -> None:
-    m = _sym(day, symbol)
-    ts, mid = day.ts_event[m], _mid_cents(day, m)
-    at = np.searchsorted(ts, OPEN_UTC + np.arange(1, 2341) * 10 * NS, side="right") - 1
-    ret = np.diff(mid[at])  # 10-second mid changes, cents
-    midday = ret[90 * 6 : 300 * 6].std()  # 11:00-14:30 New York
-    assert ret[: 30 * 6].std() > 1.15 * midday
-    assert ret[360 * 6 - 1 :].std() > 1.15 * midday
+    def sq_returns(o: int, b: BookBatch) -> npt.NDArray[np.float64]:
+        at = np.searchsorted(b.ts_event, o + np.arange(0, 2341) * 10 * NS, side="right") - 1
+        r = np.diff(b.mid()[np.maximum(at, 0)]) * 100.0  # 10-second mid changes, cents
+        return np.asarray((r[:2340] ** 2).reshape(390, 6).mean(axis=1))
+
+    open_, close = _u_shape(_per_minute(week, symbol, sq_returns))
+    assert math.sqrt(open_) > 1.15 and math.sqrt(close) > 1.15
 
 
-def test_spreads_are_whole_ticks_at_least_one_and_widen_when_volatile(day: SyntheticDay) -> None:
-    b = day.to_batch()
-    cents = b.spread() * 100.0
+def test_spreads_are_whole_ticks_and_wider_at_the_open(
+    day: SyntheticDay, week: dict[str, list[tuple[int, BookBatch]]]
+) -> None:
+    cents = day.to_batch().spread() * 100.0
     np.testing.assert_allclose(cents, np.round(cents), atol=1e-6)
     assert (np.round(cents) >= 1).all()
-    spread = {}
+    median = {}
     for s in ("SYNA", "SYNB"):
-        m = _sym(day, s)
-        sp = (day.ask[m, 0, 0] - day.bid[m, 0, 0]).astype(np.float64)
-        minute = _minute(day.ts_event[m])
-        assert sp[minute < 30].mean() > 1.15 * sp[(minute >= 90) & (minute < 300)].mean()
-        spread[s] = float(np.median(sp))
-    assert spread["SYNA"] <= 2
-    assert spread["SYNB"] >= 3 * spread["SYNA"]
+        spread = _per_minute(week, s, lambda o, b: minute_means(b, o)[0])  # time-weighted, ticks
+        assert _u_shape(spread)[0] > 1.15
+        median[s] = float(np.median(spread))
+    assert median["SYNA"] <= 2
+    assert median["SYNB"] >= 3 * median["SYNA"]
 
 
 def test_prices_are_on_the_cent_grid(day: SyntheticDay) -> None:
@@ -247,14 +284,15 @@ def test_spread_opened_by_a_trade_recovers_gradually_not_instantly(
         return float((gap > 0).mean()), float(gap.mean())
 
     nxt_frac, _ = still_wide(end + 1)
-    frac_5s, _ = still_wide(np.searchsorted(ts, ts[first] + 5 * NS))
+    frac_15s, _ = still_wide(np.searchsorted(ts, ts[first] + 15 * NS))
     _, excess_30s = still_wide(np.searchsorted(ts, ts[first] + 30 * NS))
     assert nxt_frac > 0.5  # not refilled by the very next event
-    assert frac_5s < 0.6 * nxt_frac  # ... but within seconds
+    assert frac_15s < 0.75 * nxt_frac  # ... but within seconds to tens of seconds
     assert excess_30s < 0.25 * excess
+    # (FROG, measured the same way, is slower still: 73 % still wide after 15 s)
 
 
-def test_depth_taken_by_trades_is_replenished_over_tens_of_seconds(day: SyntheticDay) -> None:
+def test_depth_taken_by_trades_is_replenished_within_a_minute(day: SyntheticDay) -> None:
     m, first, end, buy = _aggressive_orders(day, "SYNB")
     ts = day.ts_event[m]
     ask, bid = day.ask[m], day.bid[m]
@@ -276,7 +314,8 @@ def test_depth_taken_by_trades_is_replenished_over_tens_of_seconds(day: Syntheti
         return float(np.median((band(at) - post)[big] / gap))
 
     assert recovered(end + 1) < 0.1
-    assert recovered(np.searchsorted(ts, ts[first] + 30 * NS)) > 0.5
+    assert recovered(np.searchsorted(ts, ts[first] + 60 * NS)) > 0.3
+    # (FROG refills slower still: a median 9 % of the gap after 60 s)
 
 
 def test_sizes_are_mostly_round_lots_with_a_heavy_tail(day: SyntheticDay) -> None:
@@ -292,7 +331,7 @@ def test_sizes_are_mostly_round_lots_with_a_heavy_tail(day: SyntheticDay) -> Non
 def test_event_counts_and_volume_support_a_meaningful_parent_order(day: SyntheticDay) -> None:
     for s in ("SYNA", "SYNB"):
         m = _sym(day, s)
-        assert 40_000 <= m.sum() <= 80_000
+        assert 15_000 <= m.sum() <= 40_000  # small files: five days of two symbols near 6 MB
         t = m & (day.action == "T")
         vol = day.size[t].sum()
         hourly = np.bincount(_minute(day.ts_event[t]) // 60, weights=day.size[t], minlength=7)
@@ -343,14 +382,17 @@ def test_render_csv_header_and_rows_follow_databento_layout() -> None:
     assert row["symbol"] == "SYNA"
 
 
-def test_cli_main_writes_a_compressed_csv(
+def test_cli_main_writes_one_compressed_csv_per_day(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "x.mbp10.csv.zst"
-    rc = main(["--seed", "5", "--symbols", "SYNB", "--close", "09:45", "--out", str(out)])
+    rc = main(["--seed", "5", "--symbols", "SYNB", "--dates", "2025-04-02,2025-04-03",
+               "--close", "09:45", "--out-dir", str(tmp_path), "--prefix", "x"])
     assert rc == 0
-    text = zstandard.ZstdDecompressor().decompress(out.read_bytes())
-    assert text == render_csv(generate_day(5, ["SYNB"], DATE, close_hm="09:45"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "x-2025-04-02.mbp10.csv.zst", "x-2025-04-03.mbp10.csv.zst"]
+    for when in ("2025-04-02", "2025-04-03"):
+        text = zstandard.ZstdDecompressor().decompress(day_file(tmp_path, when, "x").read_bytes())
+        assert text == render_csv(generate_day(5, ["SYNB"], when, close_hm="09:45"))
     assert "SYNB" in capsys.readouterr().out
 
 

@@ -200,9 +200,10 @@ def test_cli_replay_writes_summary_with_exactly_the_contract_keys(tmp_path: Path
     assert s["session"] == {"start": "2025-04-03T13:30:00.000000000Z", "end": "2025-04-03T14:30:00.000000000Z"}
     assert (out / "report.html").exists() and (out / "costs.png").exists() and (out / "paired.png").exists()
     lines = capsys.readouterr().out.splitlines()
-    assert "20-min order 09:40-10:00 America/New_York on 2025-04-03" in lines[0]
-    assert "3 windows of 20 min spread over the session 09:30-10:30" in lines[1]
-    assert "starting 09:30, 09:50, 10:10" in lines[1]
+    title = next(i for i, line in enumerate(lines) if "-min order" in line)  # after the data lines
+    assert "20-min order 09:40-10:00 America/New_York on 2025-04-03" in lines[title]
+    assert "3 windows of 20 min spread over the session 09:30-10:30" in lines[title + 1]
+    assert "starting 09:30, 09:50, 10:10" in lines[title + 1]
     assert any(line.startswith("MPC - benchmark") for line in lines)
 
 
