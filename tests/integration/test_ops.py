@@ -36,7 +36,8 @@ from agent.live.lifecycle import ParentLifecycle
 from agent.live.state_topic import StateTracker, read_state, restore
 from feeds.kafka import KafkaConnection, KafkaSink, create_topics
 from feeds.ports import OutRecord
-from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env, read_topic
+from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env
+from tests.integration.kafka_helpers import free_port, read_topic
 from tests.integration.test_crash_recovery import (
     check_children,
     make_topics,
@@ -44,7 +45,6 @@ from tests.integration.test_crash_recovery import (
     setup_topics,
     state_reader,
 )
-from tests.integration.test_outage import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -377,11 +377,11 @@ def test_publish_sends_the_kill_switch_to_every_partition_and_a_cancel_keyed_by_
     base = ["publish", "--bootstrap-servers", kafka_bootstrap]
     assert main([*base, "--kill-switch", "on", "--reason", "venue halt"]) == 0
     assert main([*base, "--cancel", "P9", "--symbol", "FROG", "--reason", "trader"]) == 0
-    assert main([*base, "--cancel", "P9"]) == 2  # no symbol: nothing says which agent owns it
     assert main([*base, "--kill-switch", "off"]) == 2  # a reason is required
+    assert main([*base, "--kill-switch", "off", "--reason", "x", "--cancel", "P9", "--symbol", "FROG"]) == 2
     err = capsys.readouterr().err
-    assert "published kill switch ON to partition(s) [0, 1, 2]" in err and "published cancel of P9" in err
-    assert "--cancel needs --symbol" in err and "--kill-switch needs --reason" in err
+    assert f"kill_switch.v1 ON (venue halt) on {topics.parent_orders} partition(s) [0, 1, 2]" in err
+    assert "--kill-switch on|off needs --reason" in err and "sends only the kill switch" in err
     records = asyncio.run(read_topic(conn, topics.parent_orders))
     kills = [r for r in records if r.key == b"__kill_switch__"]
     assert sorted(r.partition for r in kills) == [0, 1, 2]
