@@ -147,6 +147,12 @@ async def _kill_switch_scenario(bootstrap: str, tmp_path: Path) -> None:
 
             await until(ready, "/readyz 200 while trading", 20, agent)
 
+            # ---- a cancel for a parent this agent does not hold: dead-lettered, the parent untouched
+            async with KafkaSink(conn) as sink:
+                await sink.send(topics.parent_orders, json.dumps(
+                    {"schema": "parent_cancel.v1", "parent_id": f"NOPE-{tag}"}).encode(), key=b"FROG")
+            await until(lambda: bool(agent.events("dead_letter")), "the unknown cancel's dead-letter line", 20, agent)
+
             # ---- on, through the topic
             async with KafkaSink(conn) as sink:
                 await sink.send(topics.parent_orders, json.dumps(
@@ -203,6 +209,9 @@ async def _kill_switch_scenario(bootstrap: str, tmp_path: Path) -> None:
             assert state_records[KILL_SWITCH_KEY]["on"] is False
         children = check_children(await read_topic(conn, topics.child_orders), [parent])
         assert children[pid] == QTY
+        dlq = await read_topic(conn, f"{topics.parent_orders}.dlq")
+        assert [(r.header("error"), json.loads(r.value or b"{}")["parent_id"]) for r in dlq] == [
+            (b"unknown_parent", f"NOPE-{tag}")]
     finally:
         agent.kill()
     events = agent.events()
@@ -213,6 +222,8 @@ async def _kill_switch_scenario(bootstrap: str, tmp_path: Path) -> None:
     assert flips[1][1] == flips[0][1] and flips[1][2] == "restored from the state topic"
     assert kinds.count("parent_accepted") == 1 and kinds.count("parent_completed") == 1
     assert kinds.count("parent_dropped") == 1 and kinds.count("restore") == 1
+    dead = agent.events("dead_letter")
+    assert [(d["reason"], d["topic"]) for d in dead] == [("unknown_parent", topics.parent_orders)], dead
     assert kinds.count("child_sent") >= len(venue.filled) - 1  # a child in flight at the SIGKILL may lack it
     done = next(e for e in events if e["event"] == "parent_completed")
     assert done["filled"] == QTY and done["unfilled"] == 0
