@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=None)
     p.set_defaults(handler=_cmd_run)
 
-    p = sub.add_parser("publish", help="put a data file or a parent order on Kafka")
+    p = sub.add_parser("publish", help="put a data file, a parent order, a cancel or a kill switch on Kafka")
     p.add_argument("path", nargs="?", default=None, metavar="PATH")
     p.add_argument("--topic", default=None)
     p.add_argument("--speed", type=float, default=0.0)
@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period-s", type=float, default=None)
     p.add_argument("--cancel", default=None, metavar="PARENT_ID",
                    help="send a parent_cancel.v1 for PARENT_ID instead (needs --symbol: the message key)")
-    p.add_argument("--reason", default=None, help="with --cancel: the reason carried by the message")
+    p.add_argument("--kill-switch", default=None, choices=("on", "off"),
+                   help="send a kill_switch.v1 to every partition of the parent-orders topic instead (needs --reason)")
+    p.add_argument("--reason", default=None, help="with --cancel or --kill-switch: the reason carried by the message")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     p.set_defaults(handler=_cmd_publish)

@@ -1,4 +1,4 @@
-"""``mpc-agent publish``: a data file (paced), a parent order or a cancel onto Kafka.
+"""``mpc-agent publish``: a data file (paced), a parent order, a cancel or a kill switch onto Kafka.
 
 Progress goes to stderr: a line when a paced publication starts (rows, pace, expected
 duration), a tqdm bar (rows, data time) on a terminal, and one summary line at the end;
@@ -106,9 +106,27 @@ async def publish_cancel(cfg: AgentConfig, parent_id: str, symbol: str, reason: 
     return {"topic": topic, "parent_cancel": parent_id, "symbol": symbol}
 
 
+async def publish_kill_switch(cfg: AgentConfig, on: bool, reason: str) -> dict[str, Any]:
+    """Put a ``kill_switch.v1`` on *every* partition of the parent-orders topic: a record reaches only
+    the agent that consumes its partition, so one copy per partition reaches every agent of the group."""
+    from feeds.kafka import KafkaSink
+    from feeds.wire import codec
+    from feeds.wire.messages import KillSwitchMsg
+
+    msg = codec.build(KillSwitchMsg, on=on, reason=reason, ts_event=time.time_ns(), source="mpc-agent publish")
+    topic = cfg.topics.parent_orders
+    async with KafkaSink(kafka_connection(cfg)) as sink:
+        parts = sorted(await sink.producer.partitions_for(topic))
+        for p in parts:
+            await sink.producer.send_and_wait(topic, codec.encode(msg), key=b"__kill_switch__", partition=p)
+    _note(f"done: kill_switch.v1 {'ON' if on else 'off'} ({reason}) on {topic} partition(s) {parts}")
+    return {"topic": topic, "kill_switch": on, "reason": reason, "partitions": parts}
+
+
 def publish_command(args: argparse.Namespace) -> int:
     """``mpc-agent publish [PATH] [--topic T] [--speed X] [--parent-order FILE.json | --quantity Q ...]``
-    or ``mpc-agent publish --cancel PARENT_ID --symbol SYM [--reason TEXT]``."""
+    or ``mpc-agent publish --cancel PARENT_ID --symbol SYM [--reason TEXT]``
+    or ``mpc-agent publish --kill-switch on|off --reason TEXT``."""
     g = lambda name: getattr(args, name, None)  # noqa: E731
     overrides = {
         "kafka": {"bootstrap_servers": g("bootstrap_servers")},
@@ -120,6 +138,18 @@ def publish_command(args: argparse.Namespace) -> int:
     redact_logs(cfg)
     cancel: str | None = g("cancel")
     symbol: str | None = g("symbol")
+    kill: str | None = g("kill_switch")
+    if kill:
+        reason = (g("reason") or "").strip()
+        if not reason:
+            raise ConfigError("publish --kill-switch on|off needs --reason TEXT: every agent logs it and keeps it "
+                              "in the state topic")
+        if cancel or args.path or g("parent_order") or g("quantity"):
+            raise ConfigError("publish --kill-switch sends only the kill switch: drop PATH, --cancel, "
+                              "--parent-order and --quantity")
+        res = asyncio.run(publish_kill_switch(cfg, kill == "on", reason))
+        print(json.dumps(res))
+        return 0
     if cancel:
         if not symbol:
             raise ConfigError("publish --cancel PARENT_ID needs --symbol SYMBOL: the cancel is keyed by the "

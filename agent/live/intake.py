@@ -34,7 +34,7 @@ known and cancels of unknown parents are found on the engine thread
 Every dead-lettered record is logged (event ``dead_letter``: topic, partition,
 offset, reason, detail), at most ``log.dead_letter_lines`` lines per reason and
 ``log.rate_limit_interval_s``, then one line with the number suppressed
-(:mod:`agent.live.log_limits`). A fill
+(:class:`agent.live.events.RateLimitedLog`). A fill
 repeating a ``fill_id`` is normal at-least-once redelivery: it is counted
 (``mpc_agent_fills_duplicate_total``) and ignored, not dead-lettered.
 An ``oversize`` record's DLQ copy keeps only the first :data:`DLQ_OVERSIZE_KEEP_BYTES`
@@ -54,8 +54,8 @@ import numpy as np
 
 from agent.core.errors import DataError
 from agent.core.model import Fill, ParentOrder
+from agent.live.events import RateLimitedLog
 from agent.live.kill_switch import KILL_SWITCH_KEY, KillSwitchCommand, command_from_message
-from agent.live.log_limits import RateLimitedLog
 from agent.live.metrics import AgentMetrics
 from agent.live.settings import TopicsSection
 from feeds.book import BookBatch

@@ -106,8 +106,9 @@ class KillSwitch:
         self._gauge = gauge
         self._set_gauge()
 
-    def set(self, cmd: KillSwitchCommand) -> bool:
-        """Apply a command; True (and one log line) when it flips the switch, else nothing changes."""
+    def set(self, cmd: KillSwitchCommand, *, via: str | None = None) -> bool:
+        """Apply a command; True (and one log line) when it flips the switch, else nothing changes.
+        ``via`` is added to the logged source (e.g. ``restored from the state topic``)."""
         with self._lock:
             old = self._state
             if cmd == old:  # the same command again (e.g. queued for the state topic): nothing to say
@@ -119,7 +120,7 @@ class KillSwitch:
             self._state = cmd
         held_s = (cmd.ts_ns - old.ts_ns) / 1e9 if old.ts_ns else None
         emit(log, logging.WARNING, "kill_switch", "kill switch %s: %s", _word(cmd.on).upper(), cmd.reason,
-             on=cmd.on, reason=cmd.reason, source=cmd.source, previous_reason=old.reason or None,
+             on=cmd.on, reason=cmd.reason, source=cmd.source, via=via, previous_reason=old.reason or None,
              previous_for_s=None if held_s is None else round(held_s, 3))
         self._set_gauge()
         return True
@@ -132,7 +133,7 @@ class KillSwitch:
             with self._lock:
                 self._state = cmd  # same position, newer record: keep its reason and time
             return False
-        return self.set(cmd)
+        return self.set(cmd, via="restored from the state topic")
 
     def apply(self, engine: Engine) -> bool:
         """Put the switch into ``engine`` (call it on the engine thread); returns the value set."""

@@ -46,9 +46,9 @@ from agent.core.errors import FeedError, RetriableFeedError
 from agent.core.model import ParentOrder
 from agent.live.delivery import AtLeastOnce, Delivery
 from agent.live.engine_step import EngineDriver, StepResult, Venue
+from agent.live.events import RateLimitedLog
 from agent.live.intake import Inbound, Intake
 from agent.live.kill_switch import KillSwitch
-from agent.live.log_limits import RateLimitedLog
 from agent.live.metrics import AgentMetrics
 from agent.live.operations import Operations
 from agent.live.settings import LogSection, ServiceSection, TopicsSection
@@ -150,6 +150,7 @@ class AgentService:
             return
         self._stopped = True
         self.metrics.ready.set(0)
+        self.ops.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 class Section(BaseModel):
@@ -119,5 +119,12 @@ class LogSection(Section):
     kafka_quiet_s: float = Field(
         default=10.0, gt=0, description="a Kafka client outage ends after this long without a connection "
         "error; its errors are logged as one line at the start and one with the duration at the end")
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _case(cls, v: object) -> object:
+        if not isinstance(v, str):
+            return v
+        return v.strip().upper() if v.strip().upper() in ("DEBUG", "INFO", "WARNING", "ERROR") else v.strip().lower()
 
 

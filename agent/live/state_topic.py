@@ -107,7 +107,8 @@ class StateTracker:
         if self._frozen and now >= self._recheck_at:
             self._frozen.clear()  # every FROZEN_RECHECK_S: one pass over all of them
             self._recheck_at = now + FROZEN_RECHECK_S
-        for pid in (parents.keys() - self._frozen) if self._frozen else list(parents):
+        frozen = self._frozen
+        for pid in [p for p in parents if p not in frozen] if frozen else list(parents):
             st = parents[pid]
             if st.done:
                 fp = _fingerprint(st)

@@ -37,7 +37,7 @@ from agent.live.state_topic import StateTracker, read_state, restore
 from feeds.kafka import KafkaConnection, KafkaSink, create_topics
 from feeds.ports import OutRecord
 from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env
-from tests.integration.kafka_helpers import read_topic
+from tests.integration.kafka_helpers import free_port, read_topic
 from tests.integration.test_crash_recovery import (
     check_children,
     make_topics,
@@ -45,7 +45,6 @@ from tests.integration.test_crash_recovery import (
     setup_topics,
     state_reader,
 )
-from tests.integration.test_outage import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -148,6 +147,12 @@ async def _kill_switch_scenario(bootstrap: str, tmp_path: Path) -> None:
 
             await until(ready, "/readyz 200 while trading", 20, agent)
 
+            # ---- a cancel for a parent this agent does not hold: dead-lettered, the parent untouched
+            async with KafkaSink(conn) as sink:
+                await sink.send(topics.parent_orders, json.dumps(
+                    {"schema": "parent_cancel.v1", "parent_id": f"NOPE-{tag}"}).encode(), key=b"FROG")
+            await until(lambda: bool(agent.events("dead_letter")), "the unknown cancel's dead-letter line", 20, agent)
+
             # ---- on, through the topic
             async with KafkaSink(conn) as sink:
                 await sink.send(topics.parent_orders, json.dumps(
@@ -204,15 +209,21 @@ async def _kill_switch_scenario(bootstrap: str, tmp_path: Path) -> None:
             assert state_records[KILL_SWITCH_KEY]["on"] is False
         children = check_children(await read_topic(conn, topics.child_orders), [parent])
         assert children[pid] == QTY
+        dlq = await read_topic(conn, f"{topics.parent_orders}.dlq")
+        assert [(r.header("error"), json.loads(r.value or b"{}")["parent_id"]) for r in dlq] == [
+            (b"unknown_parent", f"NOPE-{tag}")]
     finally:
         agent.kill()
     events = agent.events()
     kinds = [e["event"] for e in events]
-    flips = [(e["on"], e["source"]) for e in events if e["event"] == "kill_switch"]
-    assert [on for on, _ in flips] == [True, True, False], flips  # on; on again after the restart; off
+    flips = [(e["on"], e["source"], e.get("via")) for e in events if e["event"] == "kill_switch"]
+    assert [f[0] for f in flips] == [True, True, False], flips  # on; on again after the restart; off
     assert flips[0][1].startswith(f"topic {topics.parent_orders}[0]@") and flips[2][1].startswith("http ")
+    assert flips[1][1] == flips[0][1] and flips[1][2] == "restored from the state topic"
     assert kinds.count("parent_accepted") == 1 and kinds.count("parent_completed") == 1
     assert kinds.count("parent_dropped") == 1 and kinds.count("restore") == 1
+    dead = agent.events("dead_letter")
+    assert [(d["reason"], d["topic"]) for d in dead] == [("unknown_parent", topics.parent_orders)], dead
     assert kinds.count("child_sent") >= len(venue.filled) - 1  # a child in flight at the SIGKILL may lack it
     done = next(e for e in events if e["event"] == "parent_completed")
     assert done["filled"] == QTY and done["unfilled"] == 0
@@ -362,3 +373,30 @@ async def _thousand_scenario(bootstrap: str) -> None:
     assert not fresh.active() and len(restored) == 500
     assert {r["status"] for r in restored} == {"completed", "cancelled"}
     assert all(int(r["parent_id"][1:]) >= 500 for r in restored)  # the dropped half stays dropped
+
+
+def test_publish_sends_the_kill_switch_to_every_partition_and_a_cancel_keyed_by_symbol(
+        kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.app.cli import main
+    from feeds.wire import codec
+
+    tag = uuid.uuid4().hex[:8]
+    topics = make_topics(tag)
+    conn = KafkaConnection(bootstrap_servers=kafka_bootstrap, client_id=f"test-{tag}", request_timeout_ms=5000)
+    asyncio.run(setup_topics(conn, topics, 3))
+    monkeypatch.setenv("MPC_AGENT_TOPICS__PARENT_ORDERS", topics.parent_orders)
+    base = ["publish", "--bootstrap-servers", kafka_bootstrap]
+    assert main([*base, "--kill-switch", "on", "--reason", "venue halt"]) == 0
+    assert main([*base, "--cancel", "P9", "--symbol", "FROG", "--reason", "trader"]) == 0
+    assert main([*base, "--kill-switch", "off"]) == 2  # a reason is required
+    assert main([*base, "--kill-switch", "off", "--reason", "x", "--cancel", "P9", "--symbol", "FROG"]) == 2
+    err = capsys.readouterr().err
+    assert f"kill_switch.v1 ON (venue halt) on {topics.parent_orders} partition(s) [0, 1, 2]" in err
+    assert "--kill-switch on|off needs --reason" in err and "sends only the kill switch" in err
+    records = asyncio.run(read_topic(conn, topics.parent_orders))
+    kills = [r for r in records if r.key == b"__kill_switch__"]
+    assert sorted(r.partition for r in kills) == [0, 1, 2]
+    assert all(codec.decode(r.value).on is True for r in kills)  # type: ignore[union-attr]
+    cancels = [r for r in records if r.key == b"FROG"]
+    assert len(cancels) == 1 and codec.decode(cancels[0].value).parent_id == "P9"  # type: ignore[union-attr]
+    assert len(records) == 4

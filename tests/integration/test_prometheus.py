@@ -282,9 +282,15 @@ async def _scenario(broker: PrivateBroker, bootstrap: str, prom: LocalPrometheus
                         "pending or firing", ALERT_TIMEOUT_S)
         except AssertionError as exc:
             raise AssertionError(f"{exc}: alert states {seen}, /readyz {readyz}; {prom.diagnose(wall_down)}") from None
-        first_zero = [float(t) - wall_down for t, v in prom.api(
-            "query_range", query="min(mpc_agent_broker_up)", start=str(wall_down - 5), end=str(time.time()),
-            step="1")["data"]["result"][0]["values"] if v == "0"]
+        first_zero: list[float] = []
+
+        def zero_in_range() -> bool:  # the alert may be pending before the step grid of a range query reaches the 0
+            first_zero[:] = [float(t) - wall_down for t, v in prom.api(
+                "query_range", query="min(mpc_agent_broker_up)", start=str(wall_down - 5), end=str(time.time()),
+                step="1")["data"]["result"][0]["values"] if v == "0"]
+            return bool(first_zero)
+
+        await _wait(zero_in_range, "mpc_agent_broker_up 0 in a range query", 10)
         report.append(f"broker paused: mpc_agent_broker_up 0 in Prometheus {first_zero[0]:.1f} s after the "
                       f"pause began, MpcAgentBrokerDown {sorted(seen['MpcAgentBrokerDown'])} "
                       f"{time.monotonic() - t_down:.1f} s after the broker stopped; MpcAgentNotReady "

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from agent.app.config import load_config
 from agent.app.logs import JsonFormatter, KafkaOutageFilter, TextFormatter, configure_logging
 from agent.core.engine import ExecutionEngine
-from agent.live.log_limits import RateLimitedLog
+from agent.live.events import RateLimitedLog
 from agent.live.metrics import AgentMetrics
 from agent.live.service import AgentService
 from agent.live.settings import LogSection, ServiceSection, TopicsSection
