@@ -193,6 +193,25 @@ class KafkaSource(AsyncComponent):
             raise _feed_error(exc, f"reading committed offset of {tp}") from exc
         return None if off is None or off < 0 else int(off)
 
+    async def seek_to_committed(self, partitions: Sequence[Any]) -> None:
+        """Position each of ``partitions`` (assigned) at its committed offset, fetched now from the
+        group coordinator (the beginning or end per ``auto_offset_reset`` when none is committed).
+
+        Records already fetched from another position are discarded by aiokafka."""
+        tps = [aiokafka.TopicPartition(tp[0], tp[1]) for tp in partitions]
+        try:
+            committed = await asyncio.gather(*(self.consumer.committed(tp) for tp in tps))
+            unset = [tp for tp, off in zip(tps, committed, strict=True) if off is None]
+            for tp, off in zip(tps, committed, strict=True):
+                if off is not None:
+                    self.consumer.seek(tp, off)
+            if unset and self._options["auto_offset_reset"] == "earliest":
+                await self.consumer.seek_to_beginning(*unset)
+            elif unset:
+                await self.consumer.seek_to_end(*unset)
+        except KafkaError as exc:
+            raise _feed_error(exc, "positioning at the committed offsets") from exc
+
     def assignment(self) -> set[TopicPartition]:
         """Partitions currently assigned to this consumer."""
         return {TopicPartition(tp.topic, tp.partition) for tp in self.consumer.assignment()}

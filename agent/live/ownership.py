@@ -1,11 +1,22 @@
 """Which symbols this agent owns, and the state that follows them (transactional delivery).
 
-On partition assignment (start-up, and whenever the group rebalances) the
-state topic is read to its end and the parents of the symbols this agent now
-owns are restored (a symbol is owned when its parent-orders partition, key =
-symbol, is assigned); on revocation the step in flight finishes first and the
-generation moves on, so a batch fetched before the rebalance is discarded;
-parents of symbols no longer owned are dropped (another agent restores them).
+On partition assignment (start-up, and whenever the group rebalances), in this order:
+
+1. the producers of the newly assigned partition indices are started
+   (:class:`agent.live.fencing.PartitionProducers`): this fences whoever held
+   them before, even a stalled agent that still thinks it owns them, and
+   settles its open transaction (committed or aborted) at once;
+2. the state topic is read to its end (``read_committed``, waiting for open
+   transactions: after step 1 only live owners' short ones remain) and the
+   parents of the symbols this agent now owns are restored (a symbol is owned
+   when its parent-orders partition, key = symbol, is assigned); parents of
+   symbols no longer owned are dropped (another agent restores them);
+3. every assigned partition is positioned at its committed offset fetched
+   *now* (aiokafka fetched one at assignment, possibly before step 1 settled
+   the previous owner's last transaction), so state and positions agree;
+4. the generation moves on, so a batch fetched before or during all this is discarded.
+
+On revocation the step in flight finishes first and the generation moves on.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agent.live.fencing import PartitionProducers
 from agent.live.metrics import ReliabilityMetrics
 from agent.live.state_topic import StateTracker, drop_unowned, read_state, restore, symbol_partition
 from agent.live.work import Host
@@ -34,13 +46,16 @@ class Ownership:
     state_consumer : ``isolation_level ->`` unstarted group-less ``AIOKafkaConsumer`` (``read_state``).
     metrics : reliability metrics (restored parents).
     lock : held by every step; a rebalance waits for the step in flight.
+    producers : the per-partition transactional producers (started here on assignment).
     """
 
     def __init__(self, *, agent_id: str, topics: Any, state_consumer: Callable[[str], Any],
-                 metrics: ReliabilityMetrics, lock: asyncio.Lock) -> None:
+                 metrics: ReliabilityMetrics, lock: asyncio.Lock, producers: PartitionProducers) -> None:
         self.agent_id, self.topics, self.state_consumer = agent_id, topics, state_consumer
-        self.metrics, self.lock = metrics, lock
+        self.metrics, self.lock, self.producers = metrics, lock, producers
         self.generation = 0
+        self.n_partitions = 0  # of the parent-orders topic (symbol -> partition)
+        self.last_timing: dict[str, float] = {}  # seconds of the phases of the last assignment
         self.restores: list[dict[str, Any]] = []
         self.tracker: StateTracker | None = None
         self._service: Host | None = None
@@ -56,6 +71,8 @@ class Ownership:
             self.generation += 1
 
     async def assigned(self, assigned: Any) -> None:
+        if getattr(self._service, "stopping", False):  # a consumer being closed (rebuild, shutdown)
+            return
         try:
             await self._restore_owned(assigned)
         except Exception as exc:  # never trade without the state: the next step raises, the runtime rebuilds
@@ -68,23 +85,39 @@ class Ownership:
         assert svc is not None and self.tracker is not None
         async with self.lock:
             self.generation += 1
-            mine = {tp.partition for tp in assigned if tp.topic == self.topics.parent_orders}
-            n = len(svc.source.consumer.partitions_for_topic(self.topics.parent_orders) or ())
+            consumer = svc.source.consumer
+            t = self.topics
+            counts = {name: len(consumer.partitions_for_topic(name) or ()) for name in (t.md, t.parent_orders, t.fills)}
+            if len(set(counts.values())) > 1:
+                log.error("the input topics must share one partition count (keyed by symbol, partition p of each "
+                          "carries the same symbols): %s; with several agents their symbols may never trade", counts)
+            self.n_partitions = n = counts[t.parent_orders]
+            mine = {tp.partition for tp in assigned if tp.topic == t.parent_orders}
+            indices = {tp.partition for tp in assigned}
 
             def owns(symbol: str) -> bool:
                 return n > 0 and symbol_partition(symbol, n) in mine
 
             t0 = time.perf_counter()
-            records = await read_state(self.state_consumer, self.topics.agent_state)
+            started, closed = await self.producers.own(indices)  # fences the previous owners first
+            t1 = time.perf_counter()
+            records = await read_state(self.state_consumer, t.agent_state)
+            t2 = time.perf_counter()
             engine, tracker = svc.engine, self.tracker
             dropped = await svc.call(drop_unowned, engine, tracker, owns)
             restored = await svc.call(restore, engine, tracker, records, owns)
+            t3 = time.perf_counter()
+            await svc.source.seek_to_committed(sorted(assigned))
+            self.generation += 1
+            self.last_timing = {"fence_s": t1 - t0, "read_state_s": t2 - t1, "restore_s": t3 - t2,
+                                "seek_s": time.perf_counter() - t3, "total_s": time.perf_counter() - t0}
             for r in restored:
                 r.update(event="restore", agent_id=self.agent_id)
                 log.warning("%s", json.dumps(r, sort_keys=True))
                 self.restores.append(r)
             self.metrics.restored_parents.inc(len(restored))
-            log.info("agent %s assigned %d parent-order partition(s) of %d; %d state record(s) read, "
-                     "%d parent(s) restored, %d dropped in %.3f s", self.agent_id, len(mine), n, len(records),
-                     len(restored), len(dropped), time.perf_counter() - t0)
-
+            log.info("agent %s assigned %d parent-order partition(s) of %d; producers started %s, closed %s; "
+                     "%d state record(s) read, %d parent(s) restored, %d dropped in %.3f s (%s)",
+                     self.agent_id, len(mine), n, started, closed, len(records), len(restored), len(dropped),
+                     self.last_timing["total_s"],
+                     ", ".join(f"{k[:-2]} {v:.3f}" for k, v in self.last_timing.items() if k != "total_s"))
