@@ -9,9 +9,12 @@ flight, it must not commit a single child order or state record for those
 parents from the takeover (the survivor's assignment) until it is assigned
 the partition again itself. Checked from outside with confluent-kafka
 (``read_committed``); the child and state topics use ``LogAppendTime``, so
-each record carries the broker's append time, and every record names its
-writer (``mpc.agent_id`` header; ``agent_id`` in the state record). Also: no
-child order id twice, every parent completes with exactly its quantity.
+each record carries the broker's append time, and one segment, so compaction
+removes nothing; every record names its writer (``mpc.agent_id`` header; ``agent_id`` in the state record). Also:
+no child order id twice; per parent, in commit order, the state never goes
+backwards (``next_period`` and ``filled_quantity`` non-decreasing: a stalled
+agent that kept its old engine state and wrote it again would break it) and
+child periods strictly increase; every parent completes with exactly its quantity.
 """
 
 from __future__ import annotations
@@ -65,6 +68,29 @@ def writer(m: Msg) -> str:
     return str((m.json() or {}).get("agent_id", ""))
 
 
+def regressions(children: list[Msg], states: list[Msg]) -> list[str]:
+    """Per parent, in offset order (one key, one partition): state going backwards, child periods not increasing."""
+    out: list[str] = []
+    last: dict[str, tuple[int, float]] = {}
+    for m in sorted(states, key=lambda m: (m.partition, m.offset)):
+        rec = m.json()
+        if rec is None:
+            continue
+        now = (int(rec["engine"]["next_period"]), float(rec["filled_quantity"]))
+        before = last.get(rec["parent_id"])
+        if before is not None and (now[0] < before[0] or now[1] < before[1] - 1e-9):
+            out.append(f"state of {rec['parent_id']} went back from {before} to {now} at offset {m.offset} "
+                       f"(writer {writer(m)})")
+        last[rec["parent_id"]] = now
+    period: dict[str, int] = {}
+    for m in sorted(children, key=lambda m: (m.partition, m.offset)):
+        c = m.json()
+        if c["period_index"] <= period.get(c["parent_id"], -1):
+            out.append(f"child {c['child_order_id']} after period {period[c['parent_id']]} (writer {writer(m)})")
+        period[c["parent_id"]] = c["period_index"]
+    return out
+
+
 def test_stalled_agent_commits_nothing_after_the_takeover(kafka_bootstrap: str, tmp_path: Path) -> None:
     asyncio.run(_zombie_scenario(kafka_bootstrap, tmp_path))
 
@@ -74,8 +100,10 @@ async def _zombie_scenario(bootstrap: str, tmp_path: Path) -> None:
     topics = make_topics(tag)
     conn = KafkaConnection(bootstrap_servers=bootstrap, client_id=f"test-{tag}", request_timeout_ms=5000)
     await create_topics(conn, [topics.md, topics.parent_orders, topics.fills], 2)
-    await create_topics(conn, [topics.child_orders, topics.dlq], 2, configs=LOG_APPEND_TIME)
-    await create_topics(conn, [topics.agent_state], 2, compacted=True, configs=LOG_APPEND_TIME)
+    # one segment for the whole test: compaction must not remove the evidence (superseded state records)
+    evidence = {**LOG_APPEND_TIME, "segment.bytes": str(1 << 30)}
+    await create_topics(conn, [topics.child_orders, topics.dlq], 2, configs=evidence)
+    await create_topics(conn, [topics.agent_state], 2, compacted=True, configs=evidence)
     symbols = symbols_by_partition(2, 2)
     start = time.time_ns() + 10 * NS_PER_S
     parents = [ParentOrder(f"Z{i}-{tag}", sym, "buy" if i % 2 else "sell", QTY, start,
@@ -145,10 +173,12 @@ async def _zombie_scenario(bootstrap: str, tmp_path: Path) -> None:
               f"after SIGCONT the stalled agent's transactions failed {len(fenced)} time(s) (fenced), it was "
               f"assigned again at +{t_back - t_stop:.1f} s; records of the moved parents by writer {dict(by_writer)}; "
               f"{len(zombie)} committed by the stalled agent in the window; {len(children)} child orders, "
-              f"{len(dup)} duplicate ids")
-        assert all(AGENT_HEADER in m.headers for m in children), "every child order names its writer"
+              f"{len(dup)} duplicate ids, {len(regressions(children, states))} regressions")
+        backwards = regressions(children, states)
         assert not zombie, [(m.topic, m.key, m.offset, m.timestamp_ms, m.json()) for m in zombie][:5]
+        assert not backwards, backwards[:5]
         assert not dup, dup
+        assert all(AGENT_HEADER in m.headers for m in children), "every child order names its writer"
         for p in parents:
             assert final[p.parent_id]["status"] == "completed", final[p.parent_id]
             assert sent[p.parent_id] == pytest.approx(QTY), (p.parent_id, sent[p.parent_id])
