@@ -78,8 +78,9 @@ def input_topics(cfg: AgentConfig) -> list[str]:
     return [t.md, t.parent_orders, t.fills]
 
 
-async def ensure_topics(conn: Any, cfg: AgentConfig) -> None:
-    """Create the topics the service uses (a broker may forbid it: then the init job made them)."""
+async def ensure_topics(conn: Any, cfg: AgentConfig, *, quiet: bool = False) -> None:
+    """Create the topics the service uses (a broker may forbid it: then the init job made them);
+    a failure is logged at WARNING, at DEBUG when ``quiet`` (a rebuild during an outage)."""
     from feeds.kafka import create_topics
 
     t = cfg.topics
@@ -88,7 +89,7 @@ async def ensure_topics(conn: Any, cfg: AgentConfig) -> None:
                                    f"{t.fills}.dlq"])
         await create_topics(conn, [t.agent_state], compacted=True)
     except Exception as exc:
-        log.warning("could not create topics: %s", exc)
+        log.log(logging.DEBUG if quiet else logging.WARNING, "could not create topics: %s", exc)
 
 
 def build_kafka_service(cfg: AgentConfig, conn: Any, metrics: Any, reliability: Any, *,
@@ -264,7 +265,7 @@ async def _run_kafka(cfg: AgentConfig, metrics: Any, reliability: Any, current: 
             built: Built | None = None
             watch: asyncio.Task[None] | None = None
             try:
-                await ensure_topics(conn, cfg)
+                await ensure_topics(conn, cfg, quiet=bool(streak))
                 built = build_kafka_service(cfg, conn, metrics, reliability)
                 engines.append(built.engine)
                 current["service"] = built.service
@@ -286,9 +287,9 @@ async def _run_kafka(cfg: AgentConfig, metrics: Any, reliability: Any, current: 
                 delay = backoff.next()
                 if not streak:
                     streak.update(since=time.monotonic(), rebuilds=0.0)
-                    log.error("%s: %s; rebuilding from the state topic (jittered backoff %.1f s doubling to %.0f s; "
-                              "further attempts of this streak are logged at DEBUG)", type(exc).__name__, exc,
-                              delay, RESTART_CAP_S, exc_info=not isinstance(exc, FeedError))
+                    log.error("%s: %s [service rebuilt from the state topic in %.1f s; backoff doubling to %.0f s, "
+                              "jittered; further attempts of this failure streak are logged at DEBUG]",
+                              type(exc).__name__, exc, delay, RESTART_CAP_S, exc_info=not isinstance(exc, FeedError))
                 else:
                     log.debug("rebuild attempt failed: %s: %s; next in %.1f s", type(exc).__name__, exc, delay)
                 streak["rebuilds"] += 1
