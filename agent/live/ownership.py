@@ -14,7 +14,13 @@ On partition assignment (start-up, and whenever the group rebalances), in this o
 3. every assigned partition is positioned at its committed offset fetched
    *now* (aiokafka fetched one at assignment, possibly before step 1 settled
    the previous owner's last transaction), so state and positions agree;
-4. the generation moves on, so a batch fetched before or during all this is discarded.
+4. in the same instant (no await in between) the intake's per-symbol newest
+   time is reset to what the engine has processed and the generation moves
+   on: a batch fetched before is discarded, and since the positions were
+   reset it is read again, not lost (its rows are not ``ts_backwards`` either);
+5. when parent orders wait on the topic, market data and fills are paused
+   until they are read (a backlog then never shows a parent's books before
+   the parent: replayed data decide as the replay does).
 
 On revocation the step in flight finishes first and the generation moves on.
 """
@@ -28,6 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agent.core.engine import ExecutionEngine
 from agent.live.fencing import PartitionProducers
 from agent.live.metrics import ReliabilityMetrics
 from agent.live.state_topic import StateTracker, drop_unowned, read_state, restore, symbol_partition
@@ -56,6 +63,8 @@ class Ownership:
         self.generation = 0
         self.n_partitions = 0  # of the parent-orders topic (symbol -> partition)
         self.last_timing: dict[str, float] = {}  # seconds of the phases of the last assignment
+        self.catchup: dict[Any, int] = {}  # parent-order partitions not yet read to their end at assignment
+        self.held: list[Any] = []  # market-data and fill partitions paused meanwhile
         self.restores: list[dict[str, Any]] = []
         self.tracker: StateTracker | None = None
         self._service: Host | None = None
@@ -107,8 +116,17 @@ class Ownership:
             dropped = await svc.call(drop_unowned, engine, tracker, owns)
             restored = await svc.call(restore, engine, tracker, records, owns)
             t3 = time.perf_counter()
-            await svc.source.seek_to_committed(sorted(assigned))
+            positions = await svc.source.committed_positions(sorted(assigned))
+            parent_tps = [tp for tp in assigned if tp.topic == t.parent_orders]
+            ends = await consumer.end_offsets(parent_tps) if parent_tps else {}
+            marks = await svc.call(newest_rows, engine, list(svc.intake.last_ts), owns)
+            # no await from here on: positions, the intake's per-symbol time and the generation change
+            # together, so every batch fetched before is discarded and read again from these positions
+            svc.source.seek(positions)
+            svc.intake.last_ts.clear()
+            svc.intake.last_ts.update(marks)
             self.generation += 1
+            self._hold_until_parents_read(consumer, assigned, {tp: e for tp, e in ends.items() if positions[tp] < e})
             self.last_timing = {"fence_s": t1 - t0, "read_state_s": t2 - t1, "restore_s": t3 - t2,
                                 "seek_s": time.perf_counter() - t3, "total_s": time.perf_counter() - t0}
             for r in restored:
@@ -121,3 +139,38 @@ class Ownership:
                      self.agent_id, len(mine), n, started, closed, len(records), len(restored), len(dropped),
                      self.last_timing["total_s"],
                      ", ".join(f"{k[:-2]} {v:.3f}" for k, v in self.last_timing.items() if k != "total_s"))
+
+
+    def _hold_until_parents_read(self, consumer: Any, assigned: Any, behind: dict[Any, int]) -> None:
+        """Pause market data and fills until the parent orders on the topic at assignment are read, so a
+        backlog of both (a fresh start, replayed data) never shows a parent's books before the parent."""
+        self.catchup, self.held = behind, []
+        if behind and self._service is not None:
+            self.held = [tp for tp in assigned if tp.topic != self.topics.parent_orders]
+            consumer.pause(*self.held)
+            self._service.spawn(self._release_when_read(consumer, behind), name="mpc-agent-parents-first")
+
+    async def _release_when_read(self, consumer: Any, behind: dict[Any, int], poll_s: float = 0.05) -> None:
+        """Resume the held partitions once every parent-order partition reached its end offset of the
+        assignment (positions advance as records are handed to the service)."""
+        while self.catchup is behind and behind:
+            for tp, end in list(behind.items()):
+                if tp not in consumer.assignment() or await consumer.position(tp) >= end:
+                    del behind[tp]
+            if behind:
+                await asyncio.sleep(poll_s)
+        if self.catchup is behind:  # not superseded by a newer assignment
+            consumer.resume(*[tp for tp in self.held if tp in consumer.assignment()])
+            log.info("parent orders read to their end offsets of the assignment; market data and fills resumed")
+            self.held = []
+
+
+def newest_rows(engine: ExecutionEngine, symbols: list[str], owns: Callable[[str], bool]) -> dict[str, int]:
+    """Per owned symbol, the ``ts_event`` of the newest row the engine has processed (engine thread)."""
+    out = {}
+    for sym in symbols:
+        if owns(sym):
+            ts = engine.market(sym).last_ts
+            if ts > -(2**61):
+                out[sym] = ts
+    return out

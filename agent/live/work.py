@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar
 
 from agent.core.engine import ExecutionEngine
 from agent.live.engine_step import EngineDriver, StepResult
-from agent.live.intake import Inbound
+from agent.live.intake import Inbound, Intake
 from agent.live.settings import TopicsSection
 from feeds.ports import OutRecord, Record
 
@@ -31,6 +31,7 @@ class Host(Protocol):
 
     engine: ExecutionEngine
     driver: EngineDriver
+    intake: Intake
     topics: TopicsSection
     sink: Any
     source: Any
