@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +47,18 @@ class Msg:
 
 def read_committed(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Msg]:
     """Every committed record of ``topic`` up to its end offsets taken at the start (blocking)."""
+    out: list[Msg] = []
+    scan_committed(bootstrap, topic, out.append, timeout_s)
+    return out
+
+
+def scan_committed(bootstrap: str, topic: str, visit: Callable[[Msg], None], timeout_s: float = 60.0) -> int:
+    """Call ``visit`` on every committed record of ``topic`` (offset order per partition) up to the
+    end offsets taken at the start, without keeping them; returns how many were visited."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"outside-{time.monotonic_ns()}",
                   "enable.auto.commit": False, "isolation.level": "read_committed",
                   "auto.offset.reset": "earliest", "enable.partition.eof": False})
-    out: list[Msg] = []
+    n = 0
     try:
         md = c.list_topics(topic, timeout=timeout_s).topics[topic]
         if md.error is not None:
@@ -71,15 +80,16 @@ def read_committed(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[
                     continue
                 p = m.partition()
                 if p in todo and m.offset() < ends[p]:
-                    out.append(Msg(topic, p, m.offset(), m.key(), m.value(),
-                                   {k: bytes(v or b"") for k, v in (m.headers() or [])}, m.timestamp()[1]))
+                    visit(Msg(topic, p, m.offset(), m.key(), m.value(),
+                              {k: bytes(v or b"") for k, v in (m.headers() or [])}, m.timestamp()[1]))
+                    n += 1
             for p in list(todo):
                 pos = c.position([TopicPartition(topic, p)])[0].offset
                 if pos >= ends[p]:
                     del todo[p]
     finally:
         c.close()
-    return out
+    return n
 
 
 class Producer:
@@ -95,10 +105,11 @@ class Producer:
         if err is not None:
             self.failed += 1
 
-    def send(self, topic: str, value: bytes | None, key: bytes | None = None) -> None:
+    def send(self, topic: str, value: bytes | None, key: bytes | None = None, on_delivery: Any = None) -> None:
+        """Queue one record (waiting for room while the local queue is full); ``on_delivery(err, msg)``."""
         while True:
             try:
-                self._p.produce(topic, value=value, key=key, on_delivery=self._done)
+                self._p.produce(topic, value=value, key=key, on_delivery=on_delivery or self._done)
                 break
             except BufferError:  # local queue full (e.g. the broker is paused): wait for room
                 self._p.poll(0.1)
