@@ -193,6 +193,28 @@ class KafkaSource(AsyncComponent):
             raise _feed_error(exc, f"reading committed offset of {tp}") from exc
         return None if off is None or off < 0 else int(off)
 
+    async def committed_positions(self, partitions: Sequence[Any]) -> dict[TopicPartition, int]:
+        """Where to resume each of ``partitions``: its committed offset fetched *now* from the group
+        coordinator, else the beginning or the end (``auto_offset_reset``). Positions nothing."""
+        tps = [aiokafka.TopicPartition(tp[0], tp[1]) for tp in partitions]
+        try:
+            committed = await asyncio.gather(*(self.consumer.committed(tp) for tp in tps))
+            out = {TopicPartition(tp.topic, tp.partition): off
+                   for tp, off in zip(tps, committed, strict=True) if off is not None}
+            unset = [tp for tp, off in zip(tps, committed, strict=True) if off is None]
+            if unset:
+                ends = await (self.consumer.beginning_offsets(unset) if self._options["auto_offset_reset"]
+                              == "earliest" else self.consumer.end_offsets(unset))
+                out.update({TopicPartition(tp.topic, tp.partition): int(off) for tp, off in ends.items()})
+        except KafkaError as exc:
+            raise _feed_error(exc, "reading the committed offsets") from exc
+        return out
+
+    def seek(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Position assigned partitions (no I/O; records fetched from other positions are discarded)."""
+        for tp, off in positions.items():
+            self.consumer.seek(aiokafka.TopicPartition(*tp), off)
+
     def assignment(self) -> set[TopicPartition]:
         """Partitions currently assigned to this consumer."""
         return {TopicPartition(tp.topic, tp.partition) for tp in self.consumer.assignment()}

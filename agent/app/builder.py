@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.app.config import AgentConfig, load_config
 from agent.app.parents import parent_from_config
-from agent.core.errors import ConfigError
+from agent.core.errors import ConfigError, FeedError
 
 log = logging.getLogger("agent.app.builder")
 
@@ -86,8 +86,9 @@ def input_topics(cfg: AgentConfig) -> list[str]:
     return [t.md, t.parent_orders, t.fills]
 
 
-async def ensure_topics(conn: Any, cfg: AgentConfig) -> None:
-    """Create the topics the service uses (a broker may forbid it: then the init job made them)."""
+async def ensure_topics(conn: Any, cfg: AgentConfig, *, quiet: bool = False) -> None:
+    """Create the topics the service uses (a broker may forbid it: then the init job made them);
+    a failure is logged at WARNING, at DEBUG when ``quiet`` (a rebuild during an outage)."""
     from feeds.kafka import create_topics
 
     t = cfg.topics
@@ -96,7 +97,7 @@ async def ensure_topics(conn: Any, cfg: AgentConfig) -> None:
                                    f"{t.fills}.dlq"])
         await create_topics(conn, [t.agent_state], compacted=True)
     except Exception as exc:
-        log.warning("could not create topics: %s", exc)
+        log.log(logging.DEBUG if quiet else logging.WARNING, "could not create topics: %s", exc)
 
 
 def build_kafka_service(cfg: AgentConfig, conn: Any, metrics: Any, reliability: Any, *,
@@ -104,11 +105,16 @@ def build_kafka_service(cfg: AgentConfig, conn: Any, metrics: Any, reliability: 
                         kill_switch: Any | None = None) -> Built:
     """The Kafka service of ``mpc-agent run`` (also used by the benchmark and the tests):
     transactional delivery when ``kafka.exactly_once`` (default), else at-least-once. Readiness
-    follows the broker probe (``reliability.broker_reachable``) once one has run: the transactional
-    delivery's, or :func:`run_live`'s in at-least-once mode."""
+    follows the process-level broker probe (``reliability.broker_reachable``).
+
+    Exactly once: one transactional producer per owned input partition (the service's sink,
+    :class:`agent.live.fencing.PartitionProducers`), the range assignor (partition ``p`` of the
+    three input topics goes to one agent), static group membership (``agent_id``)."""
     import aiokafka
+    from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
     from agent.live.delivery import AtLeastOnce, Transactional
+    from agent.live.fencing import PartitionProducers
     from agent.live.service import AgentService
     from feeds.kafka import KafkaSink, KafkaSource
 
@@ -117,18 +123,23 @@ def build_kafka_service(cfg: AgentConfig, conn: Any, metrics: Any, reliability: 
     clock = time.time_ns if cfg.service.clock == "wall" else None
     if k.exactly_once:
         aid = agent_id or k.agent_id or socket.gethostname()
+        producers = PartitionProducers(
+            lambda tid: KafkaSink(conn, transactional_id=tid, transaction_timeout_ms=k.transaction_timeout_ms,
+                                  retry_backoff_ms=k.retry_backoff_ms),
+            group_id=k.group_id, topic=t.parent_orders, start_timeout_s=k.request_timeout_ms / 1000)
         delivery: Any = Transactional(
-            agent_id=aid, group_id=k.group_id, topics=t, metrics=reliability, bootstrap=k.bootstrap_servers,
+            agent_id=aid, group_id=k.group_id, topics=t, metrics=reliability, producers=producers,
             txn_timeout_s=k.request_timeout_ms / 1000,
             state_consumer=lambda isolation: aiokafka.AIOKafkaConsumer(
                 **conn.client_kwargs(), group_id=None, enable_auto_commit=False,
-                isolation_level=isolation, auto_offset_reset="earliest"))
+                isolation_level=isolation, auto_offset_reset="earliest", retry_backoff_ms=k.retry_backoff_ms,
+                max_partition_fetch_bytes=STATE_FETCH_BYTES, fetch_max_bytes=4 * STATE_FETCH_BYTES))
         source = KafkaSource(conn, [], group_id=k.group_id, group_instance_id=aid,
                              session_timeout_ms=k.session_timeout_ms,
-                             heartbeat_interval_ms=max(100, k.session_timeout_ms // 5),
+                             heartbeat_interval_ms=max(100, k.session_timeout_ms // 10),
+                             partition_assignment_strategy=(RangePartitionAssignor,),
                              retry_backoff_ms=k.retry_backoff_ms)
-        sink = KafkaSink(conn, transactional_id=f"{k.group_id}.{aid}",
-                         transaction_timeout_ms=k.transaction_timeout_ms, retry_backoff_ms=k.retry_backoff_ms)
+        sink: Any = producers
     else:
         delivery = AtLeastOnce()
         source = KafkaSource(conn, input_topics(cfg), group_id=k.group_id)
@@ -192,7 +203,6 @@ async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[st
     healthy running); ``mpc_agent_service_restarts_total`` counts the rebuilds.
     """
     from agent.app.runtime import Runtime
-    from agent.live.broker_probe import probe_broker
     from agent.live.http import HttpServer
     from agent.live.kill_switch import KillSwitch
     from agent.live.metrics import AgentMetrics, ReliabilityMetrics
@@ -215,9 +225,6 @@ async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[st
         await http.start()
     if install_signals:
         on_stop_signals(request_stop)
-    probe: asyncio.Task[None] | None = None
-    if cfg.service.feed == "kafka" and not cfg.kafka.exactly_once:  # the transactional delivery probes itself
-        probe = asyncio.create_task(probe_broker(cfg.kafka.bootstrap_servers, reliability), name="broker-probe")
     t0 = time.perf_counter()
     try:
         if cfg.service.feed == "file":
@@ -228,9 +235,6 @@ async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[st
         else:
             engines = await _run_kafka(cfg, metrics, reliability, current, stop)
     finally:
-        if probe is not None:
-            probe.cancel()
-            await asyncio.gather(probe, return_exceptions=True)
         await http.stop()
     engine = engines[-1] if engines else None
     svc = current.get("service")
@@ -250,8 +254,13 @@ async def _run_once(built: Built, parent: Any) -> None:
 
 async def _run_kafka(cfg: AgentConfig, metrics: Any, reliability: Any, current: dict[str, Any],
                      stop: asyncio.Event) -> list[Any]:
-    """Crash-only loop: build, run until stopped; on a feed failure rebuild after a backoff."""
-    from agent.core.errors import FeedError
+    """Crash-only loop: build, run until stopped; on a feed failure rebuild after a jittered backoff.
+
+    One ``ERROR`` line when a failure streak (e.g. an outage) starts, ``DEBUG`` for the rebuilds
+    that follow, one ``WARNING`` line when a rebuilt service is ready again; the broker probe
+    (``mpc_agent_broker_up``, outage seconds) runs for the whole process, across rebuilds."""
+    from agent.live.backoff import Backoff, QuietRepeats, install_quiet_repeats
+    from agent.live.broker_probe import probe_broker
     from feeds.kafka_auth import check_credentials
 
     if cfg.kafka.exactly_once and (cfg.parent.json_path or cfg.parent.quantity_shares > 0):
@@ -259,37 +268,76 @@ async def _run_kafka(cfg: AgentConfig, metrics: Any, reliability: Any, current: 
                           "(mpc-agent publish --quantity ...), not from flags or config")
     conn = kafka_connection(cfg)
     await check_credentials(conn)  # a refused password is a ConfigError, not an endless retry
+    install_quiet_repeats(QuietRepeats(("aiokafka",), window_s=60.0))
+    probe = asyncio.create_task(probe_broker(cfg.kafka.bootstrap_servers, reliability), name="mpc-agent-broker-probe")
     parent = parent_from_config(cfg.parent, first_ts_ns=None, default_symbol=None)
-    delay, engines = 0.5, []
-    while not stop.is_set():
-        t_start = time.monotonic()
-        built: Built | None = None
-        try:
-            await ensure_topics(conn, cfg)
-            built = build_kafka_service(cfg, conn, metrics, reliability, kill_switch=current.get("kill_switch"))
-            engines.append(built.engine)
-            current["service"] = built.service
-            if stop.is_set():
-                break
-            await _run_once(built, parent)
-            parent = None  # submitted once; a rebuild finds it in the engine state or the topic
-            if built.service.stopping:
-                break
-        except Exception as exc:  # crash-only: whatever broke, the state topic has the truth
-            reliability.service_restarts.labels(cause=type(exc).__name__).inc()
-            if time.monotonic() - t_start > 60:
-                delay = 0.5
-            log.error("%s: %s; rebuilding from the state topic in %.1f s", type(exc).__name__, exc, delay,
-                      exc_info=not isinstance(exc, FeedError))
-            current.pop("service", None)
-            if built is not None:  # the service's stop() may not have reached them
-                for part in (built.service.source, built.service.sink):
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(part.stop(), 5.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(15.0, delay * 2)
+    backoff, engines = Backoff(RESTART_BASE_S, RESTART_CAP_S), []
+    streak: dict[str, float] = {}  # failure streak: "since" (monotonic), "rebuilds"
+    try:
+        while not stop.is_set():
+            t_start = time.monotonic()
+            built: Built | None = None
+            watch: asyncio.Task[None] | None = None
+            try:
+                await ensure_topics(conn, cfg, quiet=bool(streak))
+                built = build_kafka_service(cfg, conn, metrics, reliability,
+                                            kill_switch=current.get("kill_switch"))
+                engines.append(built.engine)
+                current["service"] = built.service
+                if stop.is_set():
+                    break
+                if streak:
+                    watch = asyncio.create_task(_announce_recovery(built.service, streak))
+                await _run_once(built, parent)
+                parent = None  # submitted once; a rebuild finds it in the engine state or the topic
+                if built.service.stopping:
+                    break
+            except ConfigError:
+                raise
+            except Exception as exc:  # crash-only: whatever broke, the state topic has the truth
+                reliability.service_restarts.labels(cause=type(exc).__name__).inc()
+                if time.monotonic() - t_start > HEALTHY_RESET_S:  # it ran fine for a while: a new streak
+                    backoff.reset()
+                    streak.clear()
+                delay = backoff.next()
+                if not streak:
+                    streak.update(since=time.monotonic(), rebuilds=0.0)
+                    log.error("%s: %s [service rebuilt from the state topic in %.1f s; backoff doubling to %.0f s, "
+                              "jittered; further attempts of this failure streak are logged at DEBUG]",
+                              type(exc).__name__, exc, delay, RESTART_CAP_S, exc_info=not isinstance(exc, FeedError))
+                else:
+                    log.debug("rebuild attempt failed: %s: %s; next in %.1f s", type(exc).__name__, exc, delay)
+                streak["rebuilds"] += 1
+                current.pop("service", None)
+                if built is not None:  # the service's stop() may not have reached them
+                    for part in (built.service.source, built.service.sink):
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(part.stop(), 5.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+            finally:
+                if watch is not None:
+                    watch.cancel()
+    finally:
+        probe.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probe
     return engines
+
+
+STATE_FETCH_BYTES = 16 << 20  # the state topic is read whole at every assignment: large fetches
+RESTART_BASE_S = 0.5
+RESTART_CAP_S = 15.0
+HEALTHY_RESET_S = 60.0
+
+
+async def _announce_recovery(service: Any, streak: dict[str, float]) -> None:
+    """One line when the rebuilt ``service`` is ready (started, partitions assigned); ends the streak."""
+    while not service.health()[0]:
+        await asyncio.sleep(0.2)
+    log.warning("service ready again %.1f s after the failure streak began (%d rebuild(s))",
+                time.monotonic() - streak["since"], int(streak["rebuilds"]))
+    streak.clear()
 
 
 def run_command(args: argparse.Namespace) -> int:

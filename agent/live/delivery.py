@@ -8,39 +8,56 @@ the engine thread and publishes what it decided:
   (idempotent producer), then commit the consumed offsets every
   ``COMMIT_INTERVAL_S``; a crash re-reads from the last commit and may
   re-decide a period (same deterministic ``child_order_id``).
-- :class:`Transactional` (exactly once, the default with Kafka): every step is
-  ONE Kafka transaction: the child orders, the DLQ copies, the
-  ``agent_state.v1`` records of every parent whose engine record changed (key
-  = parent_id, compacted ``exec.agent-state``) and the consumed offsets
-  (``send_offsets_to_transaction``). Readers use ``read_committed``. The
-  ``transactional_id`` is stable per agent instance (``<group>.<agent_id>``),
-  so a restarted agent fences its predecessor. Market data reach the engine
-  in the step that consumed them (``md_buffer_rows`` = 0), so the state
-  written with the offsets includes every row they cover. Partition
-  ownership and restore: :mod:`agent.live.ownership`. A failed or timed-out
-  transaction raises :class:`agent.core.errors.FeedError`: the app rebuilds
-  the service from the state topic (crash-only recovery).
+- :class:`Transactional` (exactly once, the default with Kafka): every step
+  commits, per input partition ``p`` it touched, ONE Kafka transaction of
+  ``p``'s own producer (:mod:`agent.live.fencing`, transactional id
+  ``<group>.<parent-orders topic>.<p>``): the child orders and the
+  ``agent_state.v1`` records (key = parent_id, compacted ``exec.agent-state``)
+  of the parents whose symbol maps to ``p``, the DLQ copies of ``p``'s
+  records and ``p``'s consumed offsets (``send_offsets_to_transaction``). The
+  partitions' transactions run concurrently; each is atomic on its own and
+  covers everything of its symbols, so a crash between them loses or repeats
+  nothing. Readers use ``read_committed``. Whoever is assigned ``p`` next
+  starts producer ``p`` first, which fences this agent for ``p`` (a stalled
+  agent can commit nothing for ``p`` afterwards) and settles its open
+  transaction at once. Market data reach the engine in the step that
+  consumed them (``md_buffer_rows`` = 0), so the state written with the
+  offsets includes every row they cover. Partition ownership and restore:
+  :mod:`agent.live.ownership`. A failed or timed-out transaction raises
+  :class:`agent.core.errors.FeedError`: the app rebuilds the service from the
+  state topic (crash-only recovery). Child orders and state records carry a
+  ``mpc.agent_id`` header (which agent committed them, for audits).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from agent.core.errors import FeedError
-from agent.live.broker_probe import probe_broker
+from agent.core.model import ParentOrder
+from agent.live.engine_step import StepResult
+from agent.live.fencing import PartitionProducers
+from agent.live.intake import Inbound
 from agent.live.metrics import ReliabilityMetrics
 from agent.live.ownership import Ownership
 from agent.live.settings import ServiceSection
+from agent.live.state_topic import symbol_partition
 from agent.live.work import Host, Work
-from feeds.ports import OutRecord, next_offsets
+from feeds.ports import OutRecord, TopicPartition, next_offsets
 
 log = logging.getLogger("agent.live.delivery")
 
 COMMIT_INTERVAL_S = 1.0
+AGENT_HEADER = "mpc.agent_id"
+WRONG_PARTITION = "wrong_partition"
+"""A parent order on another partition than its symbol's (``murmur2(symbol) % partitions``)."""
+
+__all__ = ["AGENT_HEADER", "WRONG_PARTITION", "AtLeastOnce", "Delivery", "ReliabilityMetrics", "Transactional"]
 
 
 class Delivery(Protocol):
@@ -120,26 +137,27 @@ class AtLeastOnce:
 
 
 class Transactional:
-    """One Kafka transaction per step, state restore on assignment (see the module docstring).
+    """One transaction per touched partition and step, restore on assignment (see the module docstring).
 
     Parameters
     ----------
-    agent_id : this instance's id (in the records and the restore log line).
+    agent_id : this instance's id (in the records, their ``mpc.agent_id`` header and the restore log).
     group_id : the consumer group whose offsets go into each transaction.
     topics : ``md``, ``parent_orders``, ``fills`` (consumed) and ``agent_state``.
     state_consumer : ``isolation_level ->`` unstarted group-less ``AIOKafkaConsumer`` (see ``read_state``).
     metrics : :class:`agent.live.metrics.ReliabilityMetrics`.
-    bootstrap : ``host:port[,host:port]`` probed for ``broker_up``.
-    txn_timeout_s : a step transaction not done by then raises ``FeedError``.
+    producers : the per-partition transactional producers (also the service's sink).
+    txn_timeout_s : a step's transactions not done by then raise ``FeedError``.
     """
 
     def __init__(self, *, agent_id: str, group_id: str, topics: Any, state_consumer: Callable[[str], Any],
-                 metrics: ReliabilityMetrics, bootstrap: str = "", txn_timeout_s: float = 30.0) -> None:
+                 metrics: ReliabilityMetrics, producers: PartitionProducers, txn_timeout_s: float = 30.0) -> None:
         self.agent_id, self.group_id, self.topics = agent_id, group_id, topics
-        self.metrics, self.bootstrap, self.txn_timeout_s = metrics, bootstrap, txn_timeout_s
+        self.metrics, self.producers, self.txn_timeout_s = metrics, producers, txn_timeout_s
         self.lock = asyncio.Lock()
         self.ownership = Ownership(agent_id=agent_id, topics=topics, state_consumer=state_consumer,
-                                   metrics=metrics, lock=self.lock)
+                                   metrics=metrics, lock=self.lock, producers=producers)
+        self._header = (AGENT_HEADER, agent_id.encode())
 
     @property
     def generation(self) -> int:
@@ -159,7 +177,7 @@ class Transactional:
         return settings.model_copy(update={"md_buffer_rows": 0})
 
     async def attach(self, svc: Host) -> None:
-        """Subscribe the service's consumer with the rebalance listener; start the broker probe."""
+        """Subscribe the service's consumer with the rebalance listener."""
         from aiokafka import ConsumerRebalanceListener
 
         self.ownership.bind(svc)
@@ -173,14 +191,12 @@ class Transactional:
                 await own.assigned(assigned)
 
         svc.source.consumer.subscribe(topics=self.input_topics, listener=_Listener())
-        if self.bootstrap:
-            svc.spawn(probe_broker(self.bootstrap, self.metrics), name="mpc-agent-broker-probe")
 
     async def close(self, svc: Host) -> None:
-        return None  # offsets are committed inside each step's transaction
+        return None  # offsets are committed inside each step's transactions
 
     async def process(self, svc: Host, work: Work) -> None:
-        """One transaction: engine step, then children + DLQ + state records + offsets."""
+        """Engine step, then per touched partition one transaction: children + DLQ + state + offsets."""
         tracker = self.ownership.tracker
         assert tracker is not None
         async with self.lock:
@@ -190,35 +206,110 @@ class Transactional:
                 self.metrics.transactions.labels(outcome="discarded").inc()
                 log.info("discarding a batch of %d record(s) fetched before a rebalance", work.n)
                 return
-            inb = work.inbound
+            inb, misplaced = self._split_misplaced(work.inbound)
 
-            def step() -> tuple[Any, list[tuple[str, bytes | None]]]:
-                res = svc.driver.step(inb)
-                return res, tracker.collect()
+            def step() -> tuple[StepResult, list[tuple[str, str | None, bytes | None]]]:
+                known = {pid: rec["parent"]["symbol"] for pid, rec in tracker.written.items()}
+                result = svc.driver.step(inb)
+                parents = svc.engine.parents
+                return result, [(key, parents[key].parent.symbol if key in parents else known.get(key), value)
+                                for key, value in tracker.collect()]
 
-            states: list[tuple[str, bytes | None]] = []
-            res: Any = None
+            states: list[tuple[str, str | None, bytes | None]] = []
+            res: StepResult | None = None
             if inb.empty:
                 out = list(inb.dlq)
             else:
-                res, states = await svc.call(step)
-                out = svc.outputs(res, inb)
-            out.extend(OutRecord(self.topics.agent_state, value, key=pid.encode()) for pid, value in states)
-            offsets = next_offsets(r for rs in work.records.values() for r in rs)
+                stepped, states = await svc.call(step)
+                out, res = svc.outputs(stepped, inb), stepped
+            if misplaced.control:
+                out.extend(svc.outputs(StepResult(rejected=[("control", i, WRONG_PARTITION)
+                                                            for i in range(len(misplaced.control))]), misplaced))
+            groups = self._by_partition(out, res, states, next_offsets(r for rs in work.records.values() for r in rs))
             try:
-                await asyncio.wait_for(self._transact(svc, out, offsets), self.txn_timeout_s)
+                await asyncio.wait_for(self._commit(groups), self.txn_timeout_s)
             except Exception as exc:
-                self.metrics.transactions.labels(outcome="failed").inc()
                 raise FeedError(f"step transaction failed: {exc!r}; rebuilding from the state topic") from exc
-            self.metrics.transactions.labels(outcome="committed").inc()
             self.metrics.state_records.inc(len(states))
             if res is not None:
                 svc.observe(res, work.t_arrival)
                 if inb.md is not None and len(inb.md):
                     svc.processed_ts.update(inb.md.latest_ts())
 
-    async def _transact(self, svc: Host, out: list[OutRecord], offsets: dict[Any, int]) -> None:
-        sink: Any = svc.sink
+    # ------------------------------------------------------------ routing
+    def _split_misplaced(self, inb: Inbound) -> tuple[Inbound, Inbound]:
+        """Parent orders on another partition than their symbol's are refused (``wrong_partition``):
+        their outputs would belong to another partition's producer, possibly another agent's."""
+        n = self.ownership.n_partitions
+        keep: list[int] = []
+        bad: list[int] = []
+        for i, item in enumerate(inb.control):
+            rec = inb.control_records[i] if i < len(inb.control_records) else None
+            wrong = (isinstance(item, ParentOrder) and rec is not None and n > 0
+                     and symbol_partition(item.symbol, n) != rec.partition)
+            (bad if wrong else keep).append(i)
+        if not bad:
+            return inb, Inbound()
+        ok = dataclasses.replace(inb, control=[inb.control[i] for i in keep],
+                                 control_records=[inb.control_records[i] for i in keep])
+        misplaced = Inbound(control=[inb.control[i] for i in bad], control_records=[inb.control_records[i] for i in bad])
+        for i in bad:
+            log.error("parent order %s of symbol %s on partition %s, not %d (key the parent-orders topic by symbol "
+                      "with the murmur2 partitioner)", getattr(inb.control[i], "parent_id", "?"),
+                      getattr(inb.control[i], "symbol", "?"), getattr(inb.control_records[i], "partition", "?"),
+                      symbol_partition(getattr(inb.control[i], "symbol", ""), n))
+        return ok, misplaced
+
+    def _by_partition(self, out: list[OutRecord], res: StepResult | None,
+                      states: list[tuple[str, str | None, bytes | None]],
+                      offsets: dict[TopicPartition, int]) -> dict[int, tuple[list[OutRecord], dict[TopicPartition, int]]]:
+        """Outputs and offsets grouped by the input partition whose transaction commits them."""
+        n = self.ownership.n_partitions
+        symbol_of = {c.parent_id: c.symbol for c in res.children} if res is not None else {}
+        groups: dict[int, tuple[list[OutRecord], dict[TopicPartition, int]]] = {}
+
+        def group(p: int) -> tuple[list[OutRecord], dict[TopicPartition, int]]:
+            return groups.setdefault(p, ([], {}))
+
+        for r in out:
+            src = next((v for k, v in reversed(r.headers) if k == "source.partition"), None)
+            if src is not None:  # a DLQ copy: with the offsets of the record it copies
+                group(int(src))[0].append(r)
+            elif r.topic == self.topics.child_orders and r.key is not None:
+                group(symbol_partition(symbol_of[r.key.decode()], n))[0].append(self._stamp(r))
+            else:
+                raise FeedError(f"no partition for an output record on {r.topic!r}")
+        unrouted: list[OutRecord] = []
+        for key, symbol, value in states:
+            rec = self._stamp(OutRecord(self.topics.agent_state, value, key=key.encode()))
+            if symbol is None:  # the agent's kill-switch record: no symbol, goes with every transaction
+                unrouted.append(rec)
+            else:
+                group(symbol_partition(symbol, n))[0].append(rec)
+        for tp, off in offsets.items():
+            group(tp.partition)[1][tp] = off
+        if unrouted:
+            owned = sorted(self.producers.partitions) if not groups else sorted(groups)
+            for p in owned:
+                group(p)[0].extend(unrouted)
+        return groups
+
+    def _stamp(self, r: OutRecord) -> OutRecord:
+        return dataclasses.replace(r, headers=(*r.headers, self._header))
+
+    # --------------------------------------------------------- committing
+    async def _commit(self, groups: dict[int, tuple[list[OutRecord], dict[TopicPartition, int]]]) -> None:
+        """One transaction per partition, concurrently; the first failure is raised after all ended."""
+        sinks = {p: self.producers.get(p) for p in groups}  # FeedError for a partition not owned
+        results = await asyncio.gather(*(self._transact(sinks[p], *groups[p]) for p in groups),
+                                       return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        self.metrics.transactions.labels(outcome="committed").inc(len(results) - len(failed))
+        if failed:
+            self.metrics.transactions.labels(outcome="failed").inc(len(failed))
+            raise failed[0]
+
+    async def _transact(self, sink: Any, out: list[OutRecord], offsets: dict[TopicPartition, int]) -> None:
         await sink.begin()
         try:
             if out:
@@ -232,4 +323,3 @@ class Transactional:
                 log.warning("abort failed: %r", exc)
             raise
         await sink.commit()
-

@@ -70,15 +70,20 @@ class KafkaSection(Section):
     ssl_check_hostname: bool = True
     client_id: str = "mpc-agent"
     group_id: str = "mpc-agent"
-    agent_id: str = Field(default="", description="this agent instance's stable id (transactional id "
-                          "<group_id>.<agent_id>, static group member id); '' = the host name")
-    exactly_once: bool = Field(default=True, description="one Kafka transaction per step: child orders, "
-                               "agent-state records and consumed offsets (agent.live.delivery)")
-    session_timeout_ms: int = Field(default=10_000, gt=0, description="group session: a dead agent's "
-                                    "partitions move to the others after this")
-    transaction_timeout_ms: int = Field(default=15_000, gt=0)
-    retry_backoff_ms: int = Field(default=500, gt=0, description="aiokafka's (fixed) wait between "
-                                  "reconnect/metadata attempts while a broker is unreachable")
+    agent_id: str = Field(default="", description="this agent instance's stable id (static group member "
+                          "id, the mpc.agent_id header of its records); '' = the host name")
+    exactly_once: bool = Field(default=True, description="per step and touched input partition one Kafka "
+                               "transaction of that partition's producer: child orders, agent-state records "
+                               "and consumed offsets (agent.live.delivery, agent.live.fencing)")
+    session_timeout_ms: int = Field(default=6_000, gt=0, description="group session: a dead or stalled "
+                                    "agent's partitions move to the others after this (the broker's "
+                                    "group.min.session.timeout.ms is 6000 by default); heartbeats every tenth")
+    transaction_timeout_ms: int = Field(default=10_000, gt=0, description="the broker aborts a transaction "
+                                        "open longer (only when no agent takes its partition over: the new "
+                                        "owner's producer aborts it at once); above the longest step")
+    retry_backoff_ms: int = Field(default=100, gt=0, description="aiokafka's fixed wait between retries of "
+                                  "one request (metadata, coordinator, InitProducerId); reconnecting the "
+                                  "service backs off exponentially with jitter, 0.5 s doubling to 15 s")
     max_message_bytes: int = Field(default=1_048_576, gt=0)
     request_timeout_ms: int = Field(default=30_000, gt=0)
 

@@ -256,6 +256,7 @@ async def read_state(consumer_factory: Callable[[str], Any], topic: str, *,
                 raise TimeoutError(f"state topic {topic!r}: open transactions not resolved within {timeout_s} s")
             await asyncio.sleep(0.2)
         await consumer.seek_to_beginning(*tps)
+        newest: dict[str, tuple[Any, int, bytes | None]] = {}  # key -> (tp, offset, value): decode survivors only
         todo = {tp for tp in tps if high[tp] > 0}
         while todo:
             if time.monotonic() > deadline:
@@ -265,17 +266,17 @@ async def read_state(consumer_factory: Callable[[str], Any], topic: str, *,
                 for m in msgs:
                     if m.offset >= high[tp]:
                         continue
-                    key = m.key.decode() if m.key else ""
-                    if m.value is None:
-                        out.pop(key, None)
-                        continue
-                    try:
-                        out[key] = json.loads(m.value)
-                    except ValueError as exc:
-                        log.error("undecodable state record %s@%d: %s", tp, m.offset, exc)
+                    newest[m.key.decode() if m.key else ""] = (tp, m.offset, m.value)
             for tp in list(todo):
                 if await consumer.position(tp) >= high[tp]:
                     todo.discard(tp)
     finally:
         await consumer.stop()
+    for key, (tp, offset, value) in newest.items():
+        if value is None:  # tombstone
+            continue
+        try:
+            out[key] = json.loads(value)
+        except ValueError as exc:
+            log.error("undecodable state record %s@%d: %s", tp, offset, exc)
     return out

@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar
 
 from agent.core.engine import ExecutionEngine
 from agent.live.engine_step import EngineDriver, StepResult
-from agent.live.intake import Inbound
+from agent.live.intake import Inbound, Intake
 from agent.live.kill_switch import KillSwitch
 from agent.live.settings import TopicsSection
 from feeds.ports import OutRecord, Record
@@ -32,6 +32,7 @@ class Host(Protocol):
 
     engine: ExecutionEngine
     driver: EngineDriver
+    intake: Intake
     topics: TopicsSection
     sink: Any
     source: Any

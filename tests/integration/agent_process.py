@@ -146,6 +146,16 @@ class AgentProcess:
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stalls (a "zombie" once the group's session times out)."""
+        assert self.proc is not None and self.proc.poll() is None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self.proc is not None and self.proc.poll() is None
+        self.proc.send_signal(signal.SIGCONT)
+
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -173,6 +183,15 @@ class AgentProcess:
 
     def assigned_count(self) -> int:
         return self.log_text().count(" parent-order partition(s) of ")
+
+    def log_events(self, needle: str) -> list[tuple[float, str]]:
+        """``(epoch seconds, line)`` of every log line containing ``needle`` (asctime is local time)."""
+        out = []
+        for line in self.log_text().splitlines():
+            if needle in line and len(line) > 23 and line[4] == "-" and line[19] == ",":
+                t = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
+                out.append((t, line))
+        return out
 
     # ------------------------------------------------------------------ http
     def get(self, path: str, timeout_s: float = 2.0) -> tuple[int, str]:

@@ -25,6 +25,7 @@ import aiokafka
 import pytest
 
 from agent.core.model import NS_PER_S, ParentOrder
+from agent.live.fencing import transactional_id
 from agent.live.settings import TopicsSection
 from agent.live.state_topic import read_state
 from feeds.kafka import KafkaConnection, KafkaSink, create_topics
@@ -36,7 +37,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 KILLS = 10
 QTY = 1200.0
-PERIODS = 50
+PERIODS = 80  # 10 kill cycles take 30-60 s on a loaded 2-core box; the parent must outlast them
 SEED = 20250403
 
 
@@ -158,7 +159,7 @@ async def _crash_scenario(bootstrap: str, tmp_path: Path) -> None:
 
 
 def test_fenced_transaction_rebuilds_the_service_from_the_state_topic(kafka_bootstrap: str, tmp_path: Path) -> None:
-    """A real broker-side transaction failure: another producer takes the agent's transactional id
+    """A real broker-side transaction failure: another producer takes the agent's transactional id (of its one partition)
     (ProducerFenced on the agent's next commit). The agent process rebuilds its service from the state
     topic (no exit), restores the last committed remaining quantity and completes without duplicates."""
     asyncio.run(_fenced_scenario(kafka_bootstrap, tmp_path))
@@ -187,8 +188,9 @@ async def _fenced_scenario(bootstrap: str, tmp_path: Path) -> None:
                     await asyncio.sleep(0.3)
 
             await asyncio.wait_for(state(lambda r: (r["engine"]["next_period"] - 1) >= 3), 60)
-            fencer = aiokafka.AIOKafkaProducer(**conn.client_kwargs(), transactional_id=f"g-{tag}.fence-{tag}",
-                                               enable_idempotence=True)
+            # the transactional id of the agent's producer for partition 0 (its only partition)
+            fencer = aiokafka.AIOKafkaProducer(**conn.client_kwargs(), enable_idempotence=True,
+                                               transactional_id=transactional_id(f"g-{tag}", topics.parent_orders, 0))
             await fencer.start()  # InitProducerId bumps the epoch: the agent's producer is fenced
             before = await read_state(state_reader(conn), topics.agent_state, wait_stable=False)
             await wait_for(lambda: "rebuilding from the state topic" in agent.log_text(), "a rebuild", 30)

@@ -8,6 +8,9 @@ import pytest
 from agent.core.mpc.oracle import even_split, solve_separable_exact
 from agent.core.mpc.qp import RecedingHorizonQP, SolverSettings, _Osqp
 
+UNTIMED = SolverSettings(time_limit_s=10.0)
+"""A wall-clock limit no solve reaches: these tests count iterations, which a loaded machine must not turn into fallbacks."""
+
 
 def realistic_day(seed: int, n: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """U-shaped volume, spread falling then rising, depth following volume, 10% caps."""
@@ -23,7 +26,7 @@ def run_order(n: int, w: float, seed: int, drift: float = 0.03) -> tuple[Recedin
     """Every period: forecasts drift by ``drift`` (lognormal), fills are 90-100% of the plan."""
     q, beta, gamma, cap = realistic_day(seed, n)
     rng = np.random.default_rng(seed + 1000)
-    qp = RecedingHorizonQP(n)
+    qp = RecedingHorizonQP(n, settings=UNTIMED)
     remaining, plans = q, []
     for t in range(n):
         d = np.exp(drift * rng.standard_normal((3, n - t)))
@@ -50,7 +53,7 @@ def test_receding_horizon_drifting_parameters_every_warm_resolve_within_25_itera
 def test_receding_horizon_warm_start_is_previous_primal_and_dual_shifted_one_period() -> None:
     n = 20  # unblocked: slot = period, so the shift is exactly one slot
     q, beta, gamma, cap = realistic_day(0, n)
-    qp = RecedingHorizonQP(n)
+    qp = RecedingHorizonQP(n, settings=UNTIMED)
     seen: list[tuple[np.ndarray, np.ndarray]] = []
     real = qp._solver.warm_start
 
@@ -76,7 +79,7 @@ def test_receding_horizon_warm_start_is_previous_primal_and_dual_shifted_one_per
 
 def test_switching_risk_on_and_off_never_rebuilds_the_problem() -> None:
     q, beta, gamma, cap = realistic_day(0, 80)
-    qp = RecedingHorizonQP(80)
+    qp = RecedingHorizonQP(80, settings=UNTIMED)
     for t, w in enumerate([0.0, 1e-9, 0.0, 1e-10, 0.0]):
         plan = qp.solve(q, beta[t:], gamma[t:], cap[t:], risk_aversion=w, sigma=1.0)
         assert plan.fallback is None
@@ -85,7 +88,7 @@ def test_switching_risk_on_and_off_never_rebuilds_the_problem() -> None:
 
 def test_solve_horizon_jumps_by_several_periods_replans_without_rebuild() -> None:
     q, beta, gamma, cap = realistic_day(1, 120)
-    qp = RecedingHorizonQP(120)
+    qp = RecedingHorizonQP(120, settings=UNTIMED)
     for t in (0, 1, 7, 8, 60, 119):
         plan = qp.solve(q / 2, beta[t:], gamma[t:], cap[t:])
         x, _ = solve_separable_exact(q / 2, beta[t:], gamma[t:], cap[t:])
@@ -97,7 +100,7 @@ def test_solve_horizon_jumps_by_several_periods_replans_without_rebuild() -> Non
 def test_solve_caps_too_tight_reports_shortfall_and_trades_every_cap() -> None:
     n = 70
     cap = np.full(n, 100.0)
-    qp = RecedingHorizonQP(n)
+    qp = RecedingHorizonQP(n, settings=UNTIMED)
     plan = qp.solve(10_000.0, np.full(n, 0.01), np.full(n, 1e-5), cap, risk_aversion=1e-9,
                     sigma=1.0)
     assert plan.fallback is None
@@ -108,14 +111,14 @@ def test_solve_caps_too_tight_reports_shortfall_and_trades_every_cap() -> None:
 def test_solve_first_slot_limit_caps_period_zero_and_moves_volume_later() -> None:
     n = 30
     beta, gamma = np.full(n, 0.01), np.full(n, 1e-5)
-    qp = RecedingHorizonQP(n)
+    qp = RecedingHorizonQP(n, settings=UNTIMED)
     plan = qp.solve(3000.0, beta, gamma, np.full(n, np.inf), first_slot_limit=20.0)
     assert plan.schedule[0] == pytest.approx(20.0, abs=1e-6)
     assert plan.schedule.sum() == pytest.approx(3000.0, rel=1e-9)
 
 
 def test_solve_nothing_left_returns_zero_plan_without_solving() -> None:
-    qp = RecedingHorizonQP(10)
+    qp = RecedingHorizonQP(10, settings=UNTIMED)
     plan = qp.solve(0.0, np.full(10, 0.01), np.full(10, 1e-5), np.full(10, np.inf))
     assert plan.solver.name == "trivial" and np.all(plan.schedule == 0)
     assert qp.solve(5.0, np.zeros(0), np.zeros(0), np.zeros(0)).schedule.size == 0
