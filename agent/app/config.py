@@ -232,17 +232,24 @@ class AgentConfig(BaseSettings):
                        solver=to_core(self.solver, SolverSettings),
                        reversion=to_core(self.reversion, ReversionSettings))
 
-    def load_profile(self) -> IntradayProfile | None:
-        """The intraday profile of ``engine.profile_path`` (None when not set)."""
+    def load_profile(self, symbol: str | None = None) -> IntradayProfile | None:
+        """The intraday profile from ``engine.profile_path`` (``mpc-agent profile``'s JSON): ``symbol``'s
+        own (``file_feed.symbol`` / ``parent.symbol`` when not given), else the pooled shape; None when
+        no path is set. The engine holds one profile, so an agent trading several symbols uses the
+        pooled shape unless one symbol is configured."""
         if not self.engine.profile_path:
             return None
-        from agent.core.forecast.profile import IntradayProfile
+        from agent.core.forecast.profile_set import ProfileSet
 
         path = Path(self.engine.profile_path)
         try:
-            return IntradayProfile.from_dict(json.loads(path.read_text()))
+            profiles = ProfileSet.load(path)
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(f"engine.profile_path {path}: {exc}; make one with 'mpc-agent profile'") from None
+        sym = symbol or self.file_feed.symbol or self.parent.symbol
+        if sym:
+            return profiles.for_symbol(sym)
+        return profiles.pooled
 
     def secret_values(self) -> list[str]:
         """The plain text of every secret setting (for log redaction; never log or print these)."""

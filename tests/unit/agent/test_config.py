@@ -93,3 +93,16 @@ def test_engine_settings_maps_sections_onto_core_dataclasses(tmp_path: Path) -> 
     es = cfg.engine_settings()
     assert es.max_participation == 0.05 and es.tick == 0.05
     assert es.risk.max_snapshot_age_ms == 250.0 and es.risk.max_child_shares == 1000.0
+
+
+def test_engine_profile_path_loads_the_symbols_profile_from_mpc_agent_profile(tmp_path: Path) -> None:
+    from agent.app.cli import main
+
+    out = tmp_path / "profiles.json"
+    assert main(["profile", "--out", str(out)]) == 0  # the embedded sample's history days
+    own = load_config(overrides={"engine": {"profile_path": str(out)}, "parent": {"symbol": "SYNA"}}).load_profile()
+    pooled = load_config(overrides={"engine": {"profile_path": str(out)}}).load_profile()
+    assert own is not None and not own.is_flat and pooled is not None
+    assert load_config().load_profile() is None
+    with pytest.raises(ConfigError, match="profile_path"):
+        load_config(overrides={"engine": {"profile_path": str(tmp_path / "missing.json")}}).load_profile()
