@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 from bench._common import best_of, environment, print_table, write_json  # noqa: E402
 
-SAMPLE = ROOT / "data" / "sample" / "sample.mbp10.csv.zst"
+SAMPLE = ROOT / "data" / "sample" / "sample-2025-04-03.mbp10.csv.zst"
 TARGET_US = 5.0
 HOSTILE_EVERY = 100
 
