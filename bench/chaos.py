@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import subprocess
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.model import NS_PER_S, ParentOrder
+from agent.live.backoff import QuietRepeats, install_quiet_repeats
 from bench._common import environment, print_table, write_json
 from bench.chaos_check import check
 from bench.chaos_feed import Feed
@@ -284,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=d.out)
     ap.add_argument("--workdir", default="")
     cfg = ChaosConfig(**vars(ap.parse_args(argv)))
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_quiet_repeats(QuietRepeats(("aiokafka",)))  # the venue's client during broker pauses
     rep = asyncio.run(run(cfg))
     print_report(rep)
     return 0 if rep["held"] else 1

@@ -175,18 +175,27 @@ def instrument(svc: Any) -> tuple[list[dict[str, float]], list[float], dict[str,
         return res
 
     svc.driver.step = timed_step
-    for name, label in (("begin", "begin"), ("send_many", "send"), ("send_offsets", "offsets"),
-                        ("commit", "commit")):
-        orig = getattr(svc.sink, name)
 
-        async def timed(*a: Any, _o: Any = orig, _l: str = label, **kw: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return await _o(*a, **kw)
-            finally:
-                cur[_l] = cur.get(_l, 0.0) + time.perf_counter() - t
+    def wrap(sink: Any) -> Any:
+        for name, label in (("begin", "begin"), ("send_many", "send"), ("send_offsets", "offsets"),
+                            ("commit", "commit")):
+            orig = getattr(sink, name)
 
-        setattr(svc.sink, name, timed)
+            async def timed(*a: Any, _o: Any = orig, _l: str = label, **kw: Any) -> Any:
+                t = time.perf_counter()
+                try:
+                    return await _o(*a, **kw)
+                finally:
+                    cur[_l] = cur.get(_l, 0.0) + time.perf_counter() - t
+
+            setattr(sink, name, timed)
+        return sink
+
+    if hasattr(svc.sink, "factory"):  # exactly once: one producer per input partition, made on assignment
+        make = svc.sink.factory      # (their transactions run concurrently: the parts add up over them)
+        svc.sink.factory = lambda tid: wrap(make(tid))
+    else:
+        wrap(svc.sink)
     process = svc._process
 
     async def timed_process(work: Any) -> None:

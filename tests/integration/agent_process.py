@@ -292,26 +292,28 @@ class Venue:
                 consumer = aiokafka.AIOKafkaConsumer(
                     self.topics.child_orders, **self.conn.client_kwargs(), group_id=None,
                     isolation_level="read_committed", auto_offset_reset="earliest")
-                await consumer.start()
-                try:
+                try:  # stopped however start() or the loop ends (a cancelled start() leaks connections)
+                    await consumer.start()
                     async with KafkaSink(self.conn) as sink:
                         while True:
                             batches = await consumer.getmany(timeout_ms=50)
-                            out = []
+                            out, done = [], {}
                             for msgs in batches.values():
                                 for m in msgs:
                                     c = json.loads(m.value)
                                     cid = c["child_order_id"]
                                     if cid in self.filled:
                                         continue
-                                    self.filled[cid] = c["quantity"]
+                                    done[cid] = c["quantity"]
                                     fill = {"schema": "fill.v1", "fill_id": cid + "/f", "child_order_id": cid,
                                             "parent_id": c["parent_id"], "quantity": c["quantity"],
                                             "price": c["limit_price"], "ts_event": time.time_ns()}
                                     out.append(OutRecord(self.topics.fills, json.dumps(fill).encode(),
                                                          key=c["symbol"].encode()))
-                            if out:
+                            if out:  # a child counts as filled once its fill is acknowledged (a resend
+                                # after a timeout repeats the fill_id: the agent ignores the duplicate)
                                 await asyncio.wait_for(sink.send_many(out), 5.0)
+                                self.filled.update(done)
                 finally:
                     await consumer.stop()
             except asyncio.CancelledError:
