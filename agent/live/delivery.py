@@ -108,6 +108,7 @@ class AtLeastOnce:
 
     async def process(self, svc: Host, work: Work) -> None:
         inb = work.inbound
+        svc.intake.count(inb)
         if not inb.empty:
             result = await svc.call(svc.driver.step, inb)
             await svc.send(svc.outputs(result, inb))
@@ -206,6 +207,7 @@ class Transactional:
                 self.metrics.transactions.labels(outcome="discarded").inc()
                 log.info("discarding a batch of %d record(s) fetched before a rebalance", work.n)
                 return
+            svc.intake.count(work.inbound)  # counted once: a discarded batch is read again
             inb, misplaced = self._split_misplaced(work.inbound)
 
             def step() -> tuple[StepResult, list[tuple[str, str | None, bytes | None]]]:

@@ -44,6 +44,7 @@ bytes (so the copy itself fits the producer's size limit).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -103,6 +104,9 @@ class Inbound:
     dlq: list[OutRecord] = field(default_factory=list)
     records: int = 0
     flush: bool = False
+    tally: list[Callable[[], None]] = field(default_factory=list)
+    """Metric updates of this batch, applied by :meth:`Intake.count` when the batch is processed
+    (a batch discarded at a rebalance is read again and must not be counted twice)."""
 
     @property
     def empty(self) -> bool:
@@ -116,6 +120,7 @@ class Intake:
                  clock: Callable[[], int] | None = None, max_future_skew_ms: float = 5_000.0,
                  max_parent_periods: int = 100_000, dead_letter_log: RateLimitedLog | None = None) -> None:
         self.topics, self.metrics = topics, metrics
+        self._tally: list[Callable[[], None]] | None = None
         self.max_message_bytes = max_message_bytes
         self.clock = clock
         self.max_future_skew_ns = int(max_future_skew_ms * 1e6)
@@ -125,9 +130,21 @@ class Intake:
         self.dead_letter_log = dead_letter_log or RateLimitedLog(log)
 
     # ------------------------------------------------------------- public
-    def take(self, records: Mapping[str, Sequence[Record]], extra_md: BookBatch | None = None) -> Inbound:
-        """Decode and validate ``records`` (by topic) plus optional already-parsed market data."""
+    def take(self, records: Mapping[str, Sequence[Record]], extra_md: BookBatch | None = None, *,
+             deferred: bool = False) -> Inbound:
+        """Decode and validate ``records`` (by topic) plus optional already-parsed market data.
+
+        With ``deferred`` the batch's metric updates wait in ``Inbound.tally`` until :meth:`count`
+        (the service's delivery calls it when it processes the batch, never for a discarded one)."""
         inb = Inbound(records=sum(len(v) for v in records.values()))
+        self._tally = inb.tally if deferred else None
+        try:
+            self._take(records, extra_md, inb)
+        finally:
+            self._tally = None
+        return inb
+
+    def _take(self, records: Mapping[str, Sequence[Record]], extra_md: BookBatch | None, inb: Inbound) -> None:
         for rec in records.get(self.topics.parent_orders, ()):
             item = self._parent(rec, inb.dlq)
             if isinstance(item, KillSwitchCommand):
@@ -151,7 +168,6 @@ class Intake:
             recs = None
         if md is not None and len(md):
             inb.md = self.validate_rows(md, recs, inb.dlq)
-        return inb
 
     def validate_rows(self, md: BookBatch, recs: Sequence[Record] | None, dlq: list[OutRecord]) -> BookBatch:
         """Drop rows ahead of the clock (``ts_future``) and rows ``BookBatch.validate`` refuses
@@ -160,7 +176,8 @@ class Intake:
             future = md.ts_event > self.clock() + self.max_future_skew_ns
             if future.any():
                 idx = np.flatnonzero(future).tolist()
-                self.metrics.reject(TS_FUTURE, len(idx))
+                n_future = len(idx)
+                self._count(lambda: self.metrics.reject(TS_FUTURE, n_future))
                 if recs is not None:
                     detail = f"{TS_FUTURE}: ts_event more than {self.max_future_skew_ns / 1e6:g} ms ahead of the clock"
                     for i in idx:
@@ -174,7 +191,7 @@ class Intake:
         if v.bad.any():
             for i in np.flatnonzero(v.bad).tolist():
                 reason = str(v.reason[i])
-                self.metrics.reject(reason)
+                self._count(functools.partial(self.metrics.reject, reason))
                 if recs is not None:
                     dlq.append(dead_letter(recs[i], reason, f"{reason}: rejected by BookBatch.validate",
                                            self.topics.dlq))
@@ -183,10 +200,11 @@ class Intake:
         if len(md):
             for sym, ts in md.latest_ts().items():
                 self.last_ts[sym] = max(ts, self.last_ts.get(sym, ts))
-            self.metrics.snapshots.inc(len(md))
+            n_rows = len(md)
+            self._count(lambda: self.metrics.snapshots.inc(n_rows))
             if self.clock is not None:
-                age_s = (self.clock() - int(md.ts_event.max())) / 1e9
-                self.metrics.snapshot_age.observe(max(0.0, age_s))
+                age_s = max(0.0, (self.clock() - int(md.ts_event.max())) / 1e9)
+                self._count(lambda: self.metrics.snapshot_age.observe(age_s))
             self.last_md_monotonic = time.monotonic()
         return md
 
@@ -215,9 +233,22 @@ class Intake:
         dlq.append(out)
         self._log_dead(rec, reason, detail, out.topic)
         if md:
-            self.metrics.reject(reason)
+            self._count(lambda: self.metrics.reject(reason))
         else:
-            self.metrics.messages_rejected.labels(topic=rec.topic, reason=reason).inc()
+            self._count(lambda: self.metrics.messages_rejected.labels(topic=rec.topic, reason=reason).inc())
+
+    def _count(self, update: Callable[[], None]) -> None:
+        """Apply a metric update now, or with its batch (:meth:`count`) while :meth:`take` decodes one."""
+        if self._tally is None:
+            update()
+        else:
+            self._tally.append(update)
+
+    def count(self, inb: Inbound) -> None:
+        """Apply the metric updates of a batch that is being processed (once; a discarded batch's never)."""
+        updates, inb.tally = inb.tally, []
+        for update in updates:
+            update()
 
     def _log_dead(self, rec: Record, reason: str, detail: str, dlq_topic: str) -> None:
         """One ``dead_letter`` log line (rate-limited per reason)."""

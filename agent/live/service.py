@@ -311,7 +311,7 @@ class AgentService:
                 await asyncio.sleep(0.5)
                 return None
         t_arrival = time.perf_counter()
-        inb = self.intake.take(records, file_batch)
+        inb = self.intake.take(records, file_batch, deferred=True)
         pending = self.ops.take_pending_kill()  # an operator's change, to be written to the state topic
         inb.kill.extend(pending)
         n = inb.records + len(pending) + (len(file_batch) if file_batch is not None else 0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import signal
@@ -185,10 +186,17 @@ class AgentProcess:
         return self.log_text().count(" parent-order partition(s) of ")
 
     def log_events(self, needle: str) -> list[tuple[float, str]]:
-        """``(epoch seconds, line)`` of every log line containing ``needle`` (asctime is local time)."""
+        """``(epoch seconds, line)`` of every log line containing ``needle``: JSON lines by their ``ts``
+        (UTC), text lines by their asctime (local time)."""
         out = []
         for line in self.log_text().splitlines():
-            if needle in line and len(line) > 23 and line[4] == "-" and line[19] == ",":
+            if needle not in line:
+                continue
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError, KeyError):
+                    ts = json.loads(line)["ts"]
+                    out.append((datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp(), line))
+            elif len(line) > 23 and line[4] == "-" and line[19] == ",":
                 t = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
                 out.append((t, line))
         return out
