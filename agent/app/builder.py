@@ -210,7 +210,7 @@ async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[st
     metrics = AgentMetrics.create(CollectorRegistry(auto_describe=True))
     reliability = ReliabilityMetrics.create(metrics.registry)
     kill = KillSwitch(cfg.risk.kill_switch, gauge=metrics.kill_switch)
-    current: dict[str, Any] = {"kill_switch": kill}
+    current: dict[str, Any] = {"kill_switch": kill, "broker_up": lambda: reliability.broker_reachable}
     stop = asyncio.Event()
 
     def request_stop() -> None:

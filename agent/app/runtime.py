@@ -54,9 +54,14 @@ class Runtime:
         svc = self.service
         if svc is None:
             k = self.kill_switch.state
-            return False, {"ready": False, "failing": ["service"] + (["kill_switch"] if k.on else []),
-                           "conditions": {"service": {"ok": False, "detail": REBUILDING},
-                                          "kill_switch": {"ok": not k.on, "detail": "on" if k.on else "off"}}}
+            conditions: dict[str, Any] = {"service": {"ok": False, "detail": REBUILDING},
+                                          "kill_switch": {"ok": not k.on, "detail": "on" if k.on else "off"}}
+            probe = self.current.get("broker_up")
+            up = probe() if probe is not None else None
+            if up is not None:  # the process-level probe keeps running while the service is rebuilt
+                conditions["broker"] = {"ok": bool(up), "detail": "reachable" if up else "unreachable"}
+            failing = [name for name, c in conditions.items() if not c["ok"]]
+            return False, {"ready": False, "failing": failing, "conditions": conditions}
         ok, body = svc.readiness()
         return ok, body
 
