@@ -79,7 +79,8 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
     if plan.fallback:
         eng.counters[f"fallback:{plan.fallback}"] += 1
     planned = float(plan.schedule[0]) if len(plan.schedule) else 0.0
-    st.last_plan = tuple(float(x) for x in plan.schedule)
+    schedule = np.asarray(plan.schedule, dtype=np.float64)
+    st.last_plan = tuple(schedule.tolist())
     clamped = risk.clamp_child_quantity(planned, remaining, float(cap[0]), s.risk)
     qty = st.rounder.round(clamped, remaining)
     lot = st.rounder.lot_size  # the parent's lot and the venue's, whole multiples of both
@@ -99,7 +100,7 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
         child_order_id=child_order_id(p.parent_id, k), parent_id=p.parent_id, symbol=p.symbol,
         side=p.side, quantity=qty, limit_price=limit, period_index=k, ts_event=ts,
         ts_init=eng.clock() if eng.clock else ts, remaining_before=remaining,
-        plan=tuple(float(x) for x in plan.schedule[:5]), solver=plan.solver,
+        plan=tuple(schedule[:5].tolist()), solver=plan.solver,
         impact=ImpactParams(float(beta[0]), float(gamma[0])),
     ))
 

@@ -77,9 +77,11 @@ class SymbolCostCurve:
         self.sizes = np.exp2(np.arange(self.t0, LOG2_MAX * PER_DOUBLING + 1) / PER_DOUBLING)
         n = self.sizes.size
         self.weight = 0.0
-        self.a_sum = np.zeros(n)  # sum_i w_i a_{i,k_i(t)}
-        self.b_sum = np.zeros(n)  # sum_i w_i b_{i,k_i(t)}
-        self.ext_sum = np.zeros(n)  # sum_i w_i [x_t > D_i]
+        # sums over the lattice, kept as settled arrays plus pending differences by lattice index
+        # (a histogram, cumulated only when read: an update costs no pass over the lattice)
+        self._settled = np.zeros((3, n))  # sum_i w_i a_{i,k_i(t)}, sum_i w_i b_{i,k_i(t)}, sum_i w_i [x_t > D_i]
+        self._pending = np.zeros((3, n + 1))
+        self._dirty = False
         self.mid_sum = 0.0
         self.last_ts: int | None = None
         self.snapshots = 0
@@ -97,25 +99,27 @@ class SymbolCostCurve:
         if n == 0:
             return
         buy = self.side == "buy"
-        px = np.asarray(book.ask_px if buy else book.bid_px, dtype=np.float64)
-        sz = np.asarray(book.ask_sz if buy else book.bid_sz, dtype=np.float64)
+        px = book.ask_px if buy else book.bid_px
+        sz = book.ask_sz if buy else book.bid_sz
         bpx, bsz, apx, asz = book.bid_px[:, 0], book.bid_sz[:, 0], book.ask_px[:, 0], book.ask_sz[:, 0]
-        with np.errstate(invalid="ignore"):
-            usable = (sz > 0) & np.isfinite(px)
-            top = (bsz > 0) & np.isfinite(bpx) & (asz > 0) & np.isfinite(apx)
-        valid = top & usable.any(axis=1)
-        n_valid = int(valid.sum())
+        usable = (sz > 0) & np.isfinite(px)  # NaN sizes compare False: no warning, no errstate needed
+        valid = (bsz > 0) & np.isfinite(bpx) & (asz > 0) & np.isfinite(apx) & usable.any(axis=1)
+        n_valid = int(np.count_nonzero(valid))
         self.excluded += n - n_valid
         if n_valid == 0:
             return
-        px, usable = px[valid], usable[valid]
-        avail = np.where(usable, sz[valid], 0.0)
-        mid = 0.5 * (bpx[valid] + apx[valid])
-        ts = np.asarray(book.ts_event, dtype=np.int64)[valid]
-        self._decay_to(int(ts.max()))
+        if n_valid < n:
+            px, usable = px[valid], usable[valid]
+            sz, bpx, apx = sz[valid], bpx[valid], apx[valid]
+            ts = np.asarray(book.ts_event, dtype=np.int64)[valid]
+        else:
+            ts = np.asarray(book.ts_event, dtype=np.int64)
+        avail = np.where(usable, sz, 0.0)
+        mid = 0.5 * (bpx + apx)
+        self._decay_to(int(ts[-1]) if n_valid == 1 else int(ts.max()))
         assert self.last_ts is not None
         w = ew_weights(ts, self.last_ts, self.half_life_s)
-        self._accumulate(px, avail, usable, mid, w)
+        self._accumulate(np.asarray(px, dtype=np.float64), avail, usable, mid, w)
         self.weight += float(w.sum())
         self.mid_sum += float(w @ mid)
         self.snapshots += n_valid
@@ -127,36 +131,64 @@ class SymbolCostCurve:
             d = math.exp2(-(ref - self.last_ts) / NS_PER_S / self.half_life_s)
             self.weight *= d
             self.mid_sum *= d
-            for arr in (self.a_sum, self.b_sum, self.ext_sum):
-                arr *= d
+            self._settled *= d
+            if self._dirty:
+                self._pending *= d
         self.last_ts = ref
 
     def _accumulate(self, px: FloatArray, avail: FloatArray, usable: npt.NDArray[np.bool_],
                     mid: FloatArray, w: FloatArray) -> None:
-        """Add ``sum_i w_i C_i(x_t)`` for every lattice point (see the module docstring)."""
+        """Add ``sum_i w_i C_i(x_t)`` for every lattice point (see the module docstring), as
+        differences by lattice index: the base segment at index 0, each level's step at ``u``."""
         s = 1.0 if self.side == "buy" else -1.0
         n, levels = px.shape
         pxc = np.where(usable, px, 0.0)
-        worst = (np.where(usable, px, -np.inf).max(axis=1) if s > 0
-                 else np.where(usable, px, np.inf).min(axis=1))
+        pk = np.empty((n, levels + 1))
+        pk[:, :levels] = pxc
+        pk[:, levels] = (np.where(usable, px, -np.inf).max(axis=1) if s > 0
+                         else np.where(usable, px, np.inf).min(axis=1)) + s * self.penalty_ticks * self.tick
         depth0 = np.zeros((n, levels + 1))
         notional0 = np.zeros((n, levels + 1))
         np.cumsum(avail, axis=1, out=depth0[:, 1:])
         np.cumsum(avail * pxc, axis=1, out=notional0[:, 1:])
-        pk = np.empty((n, levels + 1))
-        pk[:, :levels] = pxc
-        pk[:, levels] = worst + s * self.penalty_ticks * self.tick
         a = s * (notional0 - pk * depth0)  # C(x) = a_k + b_k x inside segment k
         b = s * (pk - mid[:, None])
-        with np.errstate(divide="ignore"):
-            tau = PER_DOUBLING * np.log2(depth0[:, 1:])  # (n, L): -inf for an empty prefix
         size = self.sizes.size
-        u = np.clip(np.floor(tau) + 1 - self.t0, 0, size).astype(np.intp)  # first lattice index past D
-        wa = (w[:, None] * np.diff(a, axis=1)).ravel()
-        wb = (w[:, None] * np.diff(b, axis=1)).ravel()
-        self.a_sum += float(w @ a[:, 0]) + np.cumsum(np.bincount(u.ravel(), wa, size + 1))[:size]
-        self.b_sum += float(w @ b[:, 0]) + np.cumsum(np.bincount(u.ravel(), wb, size + 1))[:size]
-        self.ext_sum += np.cumsum(np.bincount(u[:, -1], w, size + 1))[:size]
+        # first lattice index past D: floor(R log2 D) + 1 (an empty prefix, D = 0, maps to index 0)
+        tau = np.log2(np.maximum(depth0[:, 1:], 1e-300))
+        tau *= PER_DOUBLING
+        u = np.floor(tau).astype(np.intp)
+        u += 1 - self.t0
+        np.clip(u, 0, size, out=u)
+        flat = u.ravel()
+        wcol = w[:, None]
+        pend = self._pending
+        pend[0, 0] += float(w @ a[:, 0])
+        pend[1, 0] += float(w @ b[:, 0])
+        pend[0] += np.bincount(flat, (wcol * (a[:, 1:] - a[:, :-1])).ravel(), size + 1)
+        pend[1] += np.bincount(flat, (wcol * (b[:, 1:] - b[:, :-1])).ravel(), size + 1)
+        pend[2] += np.bincount(u[:, -1], w, size + 1)
+        self._dirty = True
+
+    def _sums(self) -> FloatArray:
+        """The lattice sums ``(3, n)``: pending differences cumulated into the settled arrays."""
+        if self._dirty:
+            self._settled += np.cumsum(self._pending, axis=1)[:, :-1]
+            self._pending[:] = 0.0
+            self._dirty = False
+        return self._settled
+
+    @property
+    def a_sum(self) -> FloatArray:
+        return self._sums()[0]
+
+    @property
+    def b_sum(self) -> FloatArray:
+        return self._sums()[1]
+
+    @property
+    def ext_sum(self) -> FloatArray:
+        return self._sums()[2]
 
     # ------------------------------------------------------------------ reads
     def _require(self) -> None:
@@ -168,7 +200,8 @@ class SymbolCostCurve:
         """EW-average cost ``S(x) / W`` at ``sizes`` (dollars), linear between lattice points."""
         self._require()
         x = np.asarray(sizes, dtype=np.float64)
-        lattice = (self.a_sum + self.b_sum * self.sizes) / self.weight
+        sums = self._sums()
+        lattice = (sums[0] + sums[1] * self.sizes) / self.weight
         return np.asarray(np.interp(x, self.sizes, lattice))
 
     def extrapolated_fraction_at(self, sizes: FloatArray) -> float:
@@ -201,9 +234,7 @@ class SymbolCostCurve:
         c = cls(state["side"], half_life_s=state["half_life_s"], penalty_ticks=state["penalty_ticks"],
                 tick=state["tick"])
         c.weight, c.mid_sum = float(state["weight"]), float(state["mid_sum"])
-        c.a_sum = np.asarray(state["a_sum"], dtype=np.float64)
-        c.b_sum = np.asarray(state["b_sum"], dtype=np.float64)
-        c.ext_sum = np.asarray(state["ext_sum"], dtype=np.float64)
+        c._settled = np.array([state["a_sum"], state["b_sum"], state["ext_sum"]], dtype=np.float64)
         c.last_ts = None if state["last_ts"] is None else int(state["last_ts"])
         c.snapshots, c.excluded = int(state["snapshots"]), int(state["excluded"])
         c.version = 1
