@@ -52,7 +52,7 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
         eng.counters["parent_expired"] += 1
         return
     st.next_period = k + 1
-    traded = mkt.cum_volume - st.cum_volume_at_decision if k > 0 else 0.0
+    traded = max(0.0, mkt.cum_volume - st.cum_volume_at_decision) if k > 0 else 0.0  # >= 0 after a restore too
     st.cum_volume_at_decision = mkt.cum_volume
     remaining, periods_left = st.remaining, p.n_periods - k
     bid, ask = float(batch.bid_px[i, 0]), float(batch.ask_px[i, 0])

@@ -73,6 +73,7 @@ class ExecutionEngine:
         self.kill_switch = False
         self._parents: dict[str, ParentState] = {}
         self._symbols: dict[str, SymbolMarket] = {}
+        self._changed: dict[str, None] = {}  # parents whose record may have changed (insertion order)
         self.counters: Counter[str] = Counter()
         s = self.settings
         half_lives = (s.impact_half_life_s,) + (() if s.impact_now_half_life_s is None
@@ -92,6 +93,7 @@ class ExecutionEngine:
             self.counters["duplicate_parent"] += 1
             return False
         self._parents[parent.parent_id] = self._new_state(parent)
+        self._changed[parent.parent_id] = None
         return True
 
     def _new_state(self, parent: ParentOrder) -> ParentState:
@@ -110,12 +112,23 @@ class ExecutionEngine:
         if st is None or st.done:
             return False
         st.finish(CANCELLED)
+        self._changed[parent_id] = None
         self.counters["parent_cancelled"] += 1
         return True
 
     def drop(self, parent_id: str) -> bool:
         """Forget a parent entirely (another agent owns its symbol now)."""
+        self._changed.pop(parent_id, None)
         return self._parents.pop(parent_id, None) is not None
+
+    def pop_changed(self) -> list[str]:
+        """Ids of the parents whose crash record may have changed since the last call (submitted,
+        restored, cancelled, filled or decided), in the order they first changed; clears the list.
+
+        The state topic writes only these (:class:`agent.live.state_topic.StateTracker`)."""
+        out = list(self._changed)
+        self._changed.clear()
+        return out
 
     def remaining(self, parent_id: str) -> float:
         return self._parents[parent_id].remaining
@@ -157,6 +170,7 @@ class ExecutionEngine:
         if st.status == COMPLETED:
             return FillOutcome.PARENT_DONE
         st.fill_ids.add(fill.fill_id)
+        self._changed[fill.parent_id] = None
         qty = min(fill.quantity, st.remaining)
         if qty < fill.quantity:
             self.counters["overfill"] += 1
@@ -210,28 +224,48 @@ class ExecutionEngine:
             for t_d, st in due:
                 if t_d <= ts[i] and not st.done:
                     decide(ctx, st, mkt, batch, i, now_ns, out)
+                    self._changed[st.parent.parent_id] = None
             parents = [s for s in parents if not s.done]
         mkt.update(_rows(batch, pos, n))
         return out
 
     # -------------------------------------------------------------- state
-    def snapshot(self, parent_id: str) -> dict[str, Any]:
-        """The crash-recovery record of one parent (JSON-able; :mod:`agent.core.state`)."""
+    def snapshot(self, parent_id: str, *, market: bool = True) -> dict[str, Any]:
+        """The crash-recovery record of one parent (JSON-able; :mod:`agent.core.state`).
+
+        ``market=False`` leaves out the copy of the symbol's market state (``"symbol": None``):
+        the live service writes that separately (:meth:`market_snapshot`), much less often."""
         st = self._parents[parent_id]
-        return records.export_record(st, self.market(st.parent.symbol))
+        return records.export_record(st, self.market(st.parent.symbol) if market else None)
+
+    def market_snapshot(self, symbol: str) -> dict[str, Any]:
+        """The symbol's market state (JSON-able; :meth:`restore_market` takes it back)."""
+        return self.market(symbol).state()
+
+    def restore_market(self, state: dict[str, Any]) -> bool:
+        """Take a symbol's market state from :meth:`market_snapshot` when it is newer than the
+        engine's (or as new); returns whether it was taken. Raises like ``SymbolMarket.from_state``."""
+        market = SymbolMarket.from_state(state)
+        mkt = self.market(market.symbol)
+        if market.last_ts < mkt.last_ts:
+            return False
+        mkt.assign(market)
+        return True
 
     def restore(self, record: dict[str, Any]) -> str:
         """Rebuild a parent from :meth:`snapshot`, replacing what the engine held for it; returns its id.
 
-        The symbol's market state is taken from the record when it is newer than the engine's."""
+        The symbol's market state is taken from the record (when it has one) when it is newer than
+        the engine's."""
         parent, fields, market = records.parse_record(record)
         mkt = self.market(parent.symbol)
-        if market.last_ts >= mkt.last_ts:
+        if market is not None and market.last_ts >= mkt.last_ts:
             mkt.assign(market)
         st = self._new_state(parent)
         for name, value in fields.items():
             setattr(st, name, value)
         self._parents[parent.parent_id] = st
+        self._changed[parent.parent_id] = None
         return parent.parent_id
 
 

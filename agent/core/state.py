@@ -9,10 +9,15 @@ every record before it consumes anything else.
 
 A record holds the parent order, the fill-driven progress (filled quantity,
 notional, fill ids seen), the lifecycle status, the next period to decide,
-the lot-rounding carry, the last plan and a copy of its symbol's market state
-(volume, volatility and cost-curve estimators, shared by the symbol's parents:
-the newest copy wins on restore). The QP itself is not saved: it is rebuilt
-(one setup) and cold-started on the first decision after a restore.
+the lot-rounding carry, the last plan and, optionally, a copy of its symbol's
+market state (volume, volatility and cost-curve estimators, shared by the
+symbol's parents: the newest copy wins on restore). The live service leaves
+that copy out (``"symbol": null``, version 3) and writes each symbol's market
+state in records of its own, at most every few seconds of event time
+(:mod:`agent.live.state_topic`): a parent's record is then ~0.5 kB instead of
+~70 kB and is written only when the parent itself changed. Version 2 records
+(the copy always present) are still read. The QP itself is not saved: it is
+rebuilt (one setup) and cold-started on the first decision after a restore.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from agent.core.model import ParentOrder
 from agent.core.mpc.rounding import LotRounder
 from agent.core.parent_state import STATUSES, ParentState
 
-STATE_VERSION = 2
+STATE_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 
 
-def export_record(st: ParentState, market: SymbolMarket) -> dict[str, Any]:
-    """The crash-recovery record of one parent order (JSON-able, deterministic key order)."""
+def export_record(st: ParentState, market: SymbolMarket | None) -> dict[str, Any]:
+    """The crash-recovery record of one parent order (JSON-able, deterministic key order);
+    ``market=None``: without the copy of the symbol's market state."""
     return {
         "version": STATE_VERSION,
         "parent": asdict(st.parent),
@@ -42,16 +49,16 @@ def export_record(st: ParentState, market: SymbolMarket) -> dict[str, Any]:
         "last_plan": list(st.last_plan),
         "last_child_ts": st.last_child_ts,
         "rounder": st.rounder.state(),
-        "symbol": market.state(),
+        "symbol": None if market is None else market.state(),
     }
 
 
-def parse_record(record: dict[str, Any]) -> tuple[ParentOrder, dict[str, Any], SymbolMarket]:
-    """``(parent, ParentState field values, symbol market)`` of an :func:`export_record` record.
+def parse_record(record: dict[str, Any]) -> tuple[ParentOrder, dict[str, Any], SymbolMarket | None]:
+    """``(parent, ParentState field values, symbol market or None)`` of an :func:`export_record` record.
 
     Raises ``ValueError`` for a record of another version or an unknown status.
     """
-    if record.get("version") != STATE_VERSION:
+    if record.get("version") not in READABLE_VERSIONS:
         raise ValueError(f"unsupported engine state version {record.get('version')!r}")
     if record["status"] not in STATUSES:
         raise ValueError(f"unknown parent status {record['status']!r}")
@@ -67,4 +74,5 @@ def parse_record(record: dict[str, Any]) -> tuple[ParentOrder, dict[str, Any], S
         "last_child_ts": None if record.get("last_child_ts") is None else int(record["last_child_ts"]),
         "rounder": LotRounder.from_state(record["rounder"]),
     }
-    return parent, fields, SymbolMarket.from_state(record["symbol"])
+    market = record.get("symbol")
+    return parent, fields, None if market is None else SymbolMarket.from_state(market)

@@ -1,16 +1,32 @@
 """The ``exec.agent-state`` topic: write per-parent crash-recovery records, read them back, restore.
 
-Records are ``agent_state.v1`` messages (:class:`feeds.wire.messages.AgentStateMsg`),
-key = ``parent_id``, on a compacted topic, so the newest record of every
-parent survives. The ``engine`` field carries
-:meth:`agent.core.engine.ExecutionEngine.snapshot`.
+Two kinds of records share the compacted topic, so the newest of each key survives:
 
-- :class:`StateTracker` (engine thread): the records of the parents whose
-  engine record changed since they were last written;
+- ``agent_state.v1`` (:class:`feeds.wire.messages.AgentStateMsg`), key =
+  ``parent_id``: one parent's engine record
+  (:meth:`agent.core.engine.ExecutionEngine.snapshot` without the symbol's
+  market state, ~0.5 kB), written in the step in which the parent changed
+  (submitted, filled, decided, cancelled, expired), and only then;
+- ``agent_market.v1`` (:class:`AgentMarketMsg`), key = :func:`market_key`
+  (``" market:" + symbol``: a leading blank, which no ``parent_id`` may have):
+  one symbol's market state (volume, volatility and cost-curve estimators,
+  ~70 kB), written when it has moved on by at least ``market_interval_s`` of
+  event time since the symbol's last record.
+
+So a step costs one small record per parent that changed, not one 70 kB record
+per parent (the market state changes with every row). The price: after a
+crash the market estimators resume from the symbol's last record, up to
+``market_interval_s`` of event time older than the committed offsets; rows in
+between are not read again (estimators with half-lives of minutes lose at most
+that much data). Parent records, child orders and fills stay exactly once.
+
+- :class:`StateTracker` (engine thread): the records of the parents that changed since
+  they were last written, and the market records that are due;
 - :func:`read_state` (event loop): every parent's newest *committed* record
   (``read_committed``: records of aborted or still-open transactions stay
   invisible), read from the beginning to the end offsets taken at the start;
-- :func:`restore` (engine thread): rebuild the parents this agent owns;
+- :func:`restore` (engine thread): the market states of the symbols this agent owns,
+  then the parents it owns;
 - :func:`symbol_partition`: which input partition a symbol maps to (key =
   symbol, Kafka's default murmur2 partitioner), i.e. which agent of the
   consumer group owns the symbol's parents.
@@ -22,11 +38,41 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from agent.core.engine import ExecutionEngine
+from agent.core.errors import DataError
+from agent.core.model import NS_PER_S
+from feeds.wire.messages import Text, TimestampNs, WireMessage
 
 log = logging.getLogger("agent.state")
+
+MARKET_PREFIX = " market:"
+MARKET_INTERVAL_S = 10.0
+"""Default event time between two market records of a symbol (seconds)."""
+
+
+class AgentMarketMsg(WireMessage):
+    """``agent_market.v1``: one symbol's market state (key :func:`market_key`, compacted state topic).
+
+    ``market`` is :meth:`agent.core.engine.ExecutionEngine.market_snapshot`, restored with
+    :meth:`~agent.core.engine.ExecutionEngine.restore_market`; ``last_ts`` its newest event time.
+    """
+
+    SCHEMA: ClassVar[str] = "agent_market.v1"
+    schema_: Literal["agent_market.v1"] = Field("agent_market.v1", alias="schema")
+    symbol: Text
+    ts_event: TimestampNs
+    last_ts: int
+    agent_id: str = ""
+    market: dict[str, Any] = Field(default_factory=dict)
+
+
+def market_key(symbol: str) -> str:
+    """State-topic key of a symbol's market record (never a valid ``parent_id``: leading blank)."""
+    return MARKET_PREFIX + symbol
 
 
 def symbol_partition(symbol: str, n_partitions: int) -> int:
@@ -51,31 +97,56 @@ def state_message(engine: ExecutionEngine, parent_id: str, record: dict[str, Any
     return msg.model_dump_json(by_alias=True).encode()
 
 
+def market_message(engine: ExecutionEngine, symbol: str, agent_id: str) -> bytes:
+    """The ``agent_market.v1`` value of one symbol."""
+    from feeds.wire import codec
+
+    mkt = engine.market(symbol)
+    msg = codec.build(AgentMarketMsg, symbol=symbol, ts_event=time.time_ns(), last_ts=int(mkt.last_ts),
+                      agent_id=agent_id, market=engine.market_snapshot(symbol))
+    return msg.model_dump_json(by_alias=True).encode()
+
+
 class StateTracker:
-    """Which parents' records must be written (called on the engine thread).
+    """Which records must be written (called on the engine thread; see the module docstring).
 
     Parameters
     ----------
     engine : the decision core whose parents are tracked.
     agent_id : written into every record (who wrote it).
+    market_interval_s : event time between two market records of a symbol.
     """
 
-    def __init__(self, engine: ExecutionEngine, agent_id: str) -> None:
+    def __init__(self, engine: ExecutionEngine, agent_id: str, *,
+                 market_interval_s: float = MARKET_INTERVAL_S) -> None:
         self.engine, self.agent_id = engine, agent_id
+        self.market_interval_ns = round(market_interval_s * NS_PER_S)
         self.written: dict[str, dict[str, Any]] = {}  # parent_id -> last record written (committed or pending)
+        self.market_written: dict[str, int] = {}  # symbol -> last_ts of its last market record
 
     def collect(self) -> list[tuple[str, bytes]]:
-        """``(parent_id, value)`` for every parent whose engine record differs from the last one written.
+        """``(key, value)`` of every parent whose engine record differs from the last one written
+        (only parents the engine reports as changed are looked at), then of every symbol of a
+        parent held whose market state is due.
 
         The caller produces them in the transaction of the step; on abort the
         process (or service) restarts from the topic, so ``written`` never
         runs ahead of what a successor would read."""
         out: list[tuple[str, bytes]] = []
-        for pid in list(self.engine.parents):
-            rec = self.engine.snapshot(pid)
+        eng = self.engine
+        for pid in eng.pop_changed():
+            if pid not in eng.parents:
+                continue
+            rec = eng.snapshot(pid, market=False)
             if self.written.get(pid) != rec:
                 self.written[pid] = rec
-                out.append((pid, state_message(self.engine, pid, rec, self.agent_id)))
+                out.append((pid, state_message(eng, pid, rec, self.agent_id)))
+        for sym in dict.fromkeys(st.parent.symbol for st in eng.parents.values()):
+            last_ts = eng.market(sym).last_ts
+            done = self.market_written.get(sym)
+            if last_ts > -(2**62) and (done is None or last_ts - done >= self.market_interval_ns):
+                self.market_written[sym] = last_ts
+                out.append((market_key(sym), market_message(eng, sym, self.agent_id)))
         return out
 
     def forget(self, parent_ids: Iterable[str]) -> None:
@@ -85,12 +156,28 @@ class StateTracker:
 
 def restore(engine: ExecutionEngine, tracker: StateTracker | None, records: dict[str, dict[str, Any]],
             owns: Callable[[str], bool]) -> list[dict[str, Any]]:
-    """Restore every record whose symbol this agent owns and whose parent the engine lacks.
+    """Restore the market states of the symbols this agent owns (when newer than the engine's), then
+    every parent record whose symbol it owns and whose parent the engine lacks.
 
     Returns one summary per restored parent (``parent_id``, ``symbol``, ``status``,
     ``remaining``, ``next_period``) for the structured restore log line."""
+    for key, msg in sorted(records.items()):
+        if not key.startswith(MARKET_PREFIX) or msg.get("schema") != AgentMarketMsg.SCHEMA:
+            continue
+        sym = str(msg.get("symbol", ""))
+        if not owns(sym):
+            continue
+        try:
+            engine.restore_market(msg.get("market") or {})
+        except (DataError, ValueError, KeyError, TypeError) as exc:
+            log.error("cannot restore the market state of %s from the state topic: %s", sym, exc)
+            continue
+        if tracker is not None:
+            tracker.market_written[sym] = int(engine.market(sym).last_ts)
     out: list[dict[str, Any]] = []
     for pid, msg in sorted(records.items()):
+        if pid.startswith(MARKET_PREFIX):
+            continue
         rec = msg.get("engine") or {}
         sym = str(rec.get("parent", {}).get("symbol", ""))
         if pid in engine.parents or not rec or not owns(sym):
@@ -102,7 +189,7 @@ def restore(engine: ExecutionEngine, tracker: StateTracker | None, records: dict
             continue
         st = engine.parents[pid]
         if tracker is not None:
-            tracker.written[pid] = rec
+            tracker.written[pid] = engine.snapshot(pid, market=False)
         out.append({"parent_id": pid, "symbol": sym, "status": st.status, "remaining": float(st.remaining),
                     "next_period": int(st.next_period)})
     return out
