@@ -72,6 +72,7 @@ class ExecutionEngine:
         self.clock = clock
         self.kill_switch = False
         self._parents: dict[str, ParentState] = {}
+        self._by_symbol: dict[str, dict[str, ParentState]] = {}  # the same parents, by symbol
         self._symbols: dict[str, SymbolMarket] = {}
         self._changed: dict[str, None] = {}  # parents whose record may have changed (insertion order)
         self.counters: Counter[str] = Counter()
@@ -92,9 +93,17 @@ class ExecutionEngine:
         if parent.parent_id in self._parents:
             self.counters["duplicate_parent"] += 1
             return False
-        self._parents[parent.parent_id] = self._new_state(parent)
-        self._changed[parent.parent_id] = None
+        self._put(self._new_state(parent))
         return True
+
+    def _put(self, st: ParentState) -> None:
+        pid = st.parent.parent_id
+        old = self._parents.get(pid)
+        if old is not None:
+            self._by_symbol.get(old.parent.symbol, {}).pop(pid, None)
+        self._parents[pid] = st
+        self._by_symbol.setdefault(st.parent.symbol, {})[pid] = st
+        self._changed[pid] = None
 
     def _new_state(self, parent: ParentOrder) -> ParentState:
         s = self.settings
@@ -119,7 +128,10 @@ class ExecutionEngine:
     def drop(self, parent_id: str) -> bool:
         """Forget a parent entirely (another agent owns its symbol now)."""
         self._changed.pop(parent_id, None)
-        return self._parents.pop(parent_id, None) is not None
+        st = self._parents.pop(parent_id, None)
+        if st is not None:
+            self._by_symbol.get(st.parent.symbol, {}).pop(parent_id, None)
+        return st is not None
 
     def pop_changed(self) -> list[str]:
         """Ids of the parents whose crash record may have changed since the last call (submitted,
@@ -141,8 +153,8 @@ class ExecutionEngine:
         return [s.parent for s in self._active(symbol)]
 
     def _active(self, symbol: str | None = None) -> Iterator[ParentState]:
-        return (s for s in self._parents.values()
-                if not s.done and (symbol is None or s.parent.symbol == symbol))
+        pool = self._parents if symbol is None else self._by_symbol.get(symbol, {})
+        return (s for s in pool.values() if not s.done)
 
     def summary(self, parent_id: str) -> dict[str, Any]:
         st = self._parents[parent_id]
@@ -185,6 +197,16 @@ class ExecutionEngine:
         """Event time of the next decision of the active parents (of ``symbol``); None when none."""
         due = [s.parent.period_start_ns(s.next_period) for s in self._active(symbol)]
         return min(due) if due else None
+
+    def next_decisions(self) -> dict[str, int]:
+        """Per symbol with an active parent, the event time of its next decision (one pass)."""
+        due: dict[str, int] = {}
+        for st in self._active():
+            p = st.parent
+            t = p.period_start_ns(st.next_period)
+            if t < due.get(p.symbol, t + 1):
+                due[p.symbol] = t
+        return due
 
     def period_boundaries(self, symbol: str, t0: int, t1: int) -> np.ndarray:
         """Period starts ``start + k * period`` (k >= 1) of the symbol's active parents in ``(t0, t1]``."""
@@ -264,8 +286,7 @@ class ExecutionEngine:
         st = self._new_state(parent)
         for name, value in fields.items():
             setattr(st, name, value)
-        self._parents[parent.parent_id] = st
-        self._changed[parent.parent_id] = None
+        self._put(st)
         return parent.parent_id
 
 

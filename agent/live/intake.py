@@ -92,6 +92,8 @@ class Inbound:
     dlq: list[OutRecord] = field(default_factory=list)
     records: int = 0
     flush: bool = False
+    hold_md: bool = False
+    """Hold the market data (parent-order or fill partitions behind: ``agent.live.engine_step``)."""
 
     @property
     def empty(self) -> bool:

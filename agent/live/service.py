@@ -13,10 +13,14 @@ Each step of the main loop (:meth:`AgentService.step`):
    stopping the agent;
 3. one job on the engine thread (:class:`agent.live.engine_step.EngineDriver`)
    applies, in this order, parent orders / cancels, fills (de-duplicated by
-   ``fill_id``) and market data (held back until a decision is due, then fed
-   in order per symbol and period chunk; see that module for the reasoning);
+   ``fill_id``) and the market data a decision needs now (latency first: the
+   rows that close no period are held and fed in bulk by a catch-up job queued
+   behind the step; see that module); market data wait while the parent-order
+   or fill partitions are behind (:class:`agent.live.observe.ControlGate`);
 4. the child orders decided are published (idempotent producer, key =
-   parent_id) and the decision latency is observed at the broker's ack.
+   parent_id) and the decision latency is observed at the broker's ack; an
+   ``on_step`` callback receives each step's timing
+   (:class:`agent.live.observe.StepReport`).
 
 :meth:`AgentService.run` pipelines the steps: batch N+1 is fetched and decoded
 on the loop while the engine thread works on batch N; engine jobs and
@@ -47,6 +51,7 @@ from agent.live.delivery import AtLeastOnce, Delivery
 from agent.live.engine_step import EngineDriver, StepResult, Venue
 from agent.live.intake import Inbound, Intake
 from agent.live.metrics import AgentMetrics
+from agent.live.observe import ControlGate, StepReport
 from agent.live.settings import ServiceSection, TopicsSection
 from agent.live.work import Work
 from feeds.book import BookBatch
@@ -72,6 +77,7 @@ class AgentService:
     md_feed : async iterator of ``BookBatch`` (the paced file feed).
     clock : wall clock in ns for the snapshot age check (None: event time only).
     venue : in-process execution (file feed + simulator); None with Kafka.
+    on_step : called with the :class:`StepReport` of every published step (on the event loop).
     """
 
     def __init__(
@@ -88,6 +94,7 @@ class AgentService:
         venue: Venue | None = None,
         max_message_bytes: int = 1 << 20,
         delivery: Delivery | None = None,
+        on_step: Callable[[StepReport], None] | None = None,
     ) -> None:
         self.engine, self.sink, self.metrics = engine, sink, metrics
         self.topics = topics or TopicsSection()
@@ -97,7 +104,11 @@ class AgentService:
                              max_future_skew_ms=self.settings.max_future_skew_ms,
                              max_parent_periods=self.settings.max_parent_periods)
         self.delivery: Delivery = delivery if delivery is not None else AtLeastOnce()
-        self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue)
+        self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue,
+                                   defer=self._defer)
+        self.gate = ControlGate([self.topics.parent_orders, self.topics.fills],
+                                max_wait_ms=self.settings.control_wait_ms)
+        self.on_step = on_step
         self.children_sent = 0
         self.processed_ts: dict[str, int] = {}  # per symbol: newest ts_event fully processed
         self.decision_latencies_s: deque[float] = deque(maxlen=100_000)  # arrival -> ack (seconds)
@@ -218,6 +229,18 @@ class AgentService:
         ready = self._started and not self._stopped and all(feeds.values())
         return ready, {"feeds": feeds, "md_stale": self._stale, "children_sent": self.children_sent}
 
+    def _defer(self, fn: Callable[[], Any]) -> None:
+        """Queue ``fn`` behind the running job on the engine thread (called from that thread)."""
+        if self._executor is None:
+            fn()
+        else:
+            self._executor.submit(fn)
+
+    @property
+    def engine_cpu_s(self) -> float:
+        """CPU time the engine thread spent in steps and catch-ups so far (seconds)."""
+        return self.driver.cpu_s
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the engine thread (every engine call goes through here)."""
         if self._executor is None:
@@ -287,6 +310,8 @@ class AgentService:
                 return None
         t_arrival = time.perf_counter()
         inb = self.intake.take(records, file_batch)
+        if self.source is not None:
+            inb.hold_md = await self.gate.hold(self.source)
         n = inb.records + (len(file_batch) if file_batch is not None else 0)
         return Work(inb, records, t_arrival, n, self.delivery.generation)
 
@@ -324,6 +349,9 @@ class AgentService:
                 m.impact_beta.labels(symbol=c.symbol).set(c.impact.beta)
                 m.impact_gamma.labels(symbol=c.symbol).set(c.impact.gamma)
         self.children_sent += len(res.children)
+        if self.on_step is not None:
+            self.on_step(StepReport(t_arrival, res.t_start, res.t_end, t_ack, len(res.children), res.decisions,
+                                    res.cpu_s))
         for status, iters, us in res.solves:
             m.observe_solve(status, iters, us)
         for reason in res.fallbacks:
