@@ -75,6 +75,8 @@ class ExecutionEngine:
         self._by_symbol: dict[str, dict[str, ParentState]] = {}  # the same parents, by symbol
         self._symbols: dict[str, SymbolMarket] = {}
         self._changed: dict[str, None] = {}  # parents whose record may have changed (insertion order)
+        self._due: dict[str, int] = {}  # next_decisions(), kept per symbol
+        self._due_stale: set[str] = set()  # symbols whose parents changed since
         self.counters: Counter[str] = Counter()
         s = self.settings
         half_lives = (s.impact_half_life_s,) + (() if s.impact_now_half_life_s is None
@@ -103,7 +105,12 @@ class ExecutionEngine:
             self._by_symbol.get(old.parent.symbol, {}).pop(pid, None)
         self._parents[pid] = st
         self._by_symbol.setdefault(st.parent.symbol, {})[pid] = st
-        self._changed[pid] = None
+        self._touch(st)
+
+    def _touch(self, st: ParentState) -> None:
+        """``st`` may have changed: its record (state topic) and its symbol's next decision time."""
+        self._changed[st.parent.parent_id] = None
+        self._due_stale.add(st.parent.symbol)
 
     def _new_state(self, parent: ParentOrder) -> ParentState:
         s = self.settings
@@ -121,7 +128,7 @@ class ExecutionEngine:
         if st is None or st.done:
             return False
         st.finish(CANCELLED)
-        self._changed[parent_id] = None
+        self._touch(st)
         self.counters["parent_cancelled"] += 1
         return True
 
@@ -131,6 +138,7 @@ class ExecutionEngine:
         st = self._parents.pop(parent_id, None)
         if st is not None:
             self._by_symbol.get(st.parent.symbol, {}).pop(parent_id, None)
+            self._due_stale.add(st.parent.symbol)
         return st is not None
 
     def pop_changed(self) -> list[str]:
@@ -155,6 +163,10 @@ class ExecutionEngine:
     def _active(self, symbol: str | None = None) -> Iterator[ParentState]:
         pool = self._parents if symbol is None else self._by_symbol.get(symbol, {})
         return (s for s in pool.values() if not s.done)
+
+    def parents_of(self, symbol: str) -> list[ParentState]:
+        """Every parent the engine holds on ``symbol`` (any status)."""
+        return list(self._by_symbol.get(symbol, {}).values())
 
     def summary(self, parent_id: str) -> dict[str, Any]:
         st = self._parents[parent_id]
@@ -182,7 +194,7 @@ class ExecutionEngine:
         if st.status == COMPLETED:
             return FillOutcome.PARENT_DONE
         st.fill_ids.add(fill.fill_id)
-        self._changed[fill.parent_id] = None
+        self._touch(st)
         qty = min(fill.quantity, st.remaining)
         if qty < fill.quantity:
             self.counters["overfill"] += 1
@@ -195,18 +207,20 @@ class ExecutionEngine:
     # -------------------------------------------------------------- books
     def next_decision_ns(self, symbol: str | None = None) -> int | None:
         """Event time of the next decision of the active parents (of ``symbol``); None when none."""
-        due = [s.parent.period_start_ns(s.next_period) for s in self._active(symbol)]
+        due = [s.due_ns() for s in self._active(symbol)]
         return min(due) if due else None
 
-    def next_decisions(self) -> dict[str, int]:
-        """Per symbol with an active parent, the event time of its next decision (one pass)."""
-        due: dict[str, int] = {}
-        for st in self._active():
-            p = st.parent
-            t = p.period_start_ns(st.next_period)
-            if t < due.get(p.symbol, t + 1):
-                due[p.symbol] = t
-        return due
+    def next_decisions(self) -> Mapping[str, int]:
+        """Per symbol with an active parent, the event time of its next decision (a view: recomputed
+        only for the symbols whose parents changed since the last call)."""
+        for sym in self._due_stale:
+            t = self.next_decision_ns(sym)
+            if t is None:
+                self._due.pop(sym, None)
+            else:
+                self._due[sym] = t
+        self._due_stale.clear()
+        return MappingProxyType(self._due)
 
     def period_boundaries(self, symbol: str, t0: int, t1: int) -> np.ndarray:
         """Period starts ``start + k * period`` (k >= 1) of the symbol's active parents in ``(t0, t1]``."""
@@ -235,7 +249,7 @@ class ExecutionEngine:
         ctx = Context(self.settings, self.profile, self.clock, self.kill_switch, self.counters)
         pos = 0
         while parents:
-            due = [(s.parent.period_start_ns(s.next_period), s) for s in parents]
+            due = [(s.due_ns(), s) for s in parents]
             i = int(np.searchsorted(ts, min(d for d, _ in due), side="left"))
             cand = np.flatnonzero(tradable[i:])
             if cand.size == 0:
@@ -246,7 +260,7 @@ class ExecutionEngine:
             for t_d, st in due:
                 if t_d <= ts[i] and not st.done:
                     decide(ctx, st, mkt, batch, i, now_ns, out)
-                    self._changed[st.parent.parent_id] = None
+                    self._touch(st)
             parents = [s for s in parents if not s.done]
         mkt.update(_rows(batch, pos, n))
         return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.core.forecast.volume import VolatilityEstimator, VolumeEstimator
-from agent.core.impact.symbol_curve import SymbolCostCurve
+from agent.core.impact.symbol_curve import SymbolCostCurve, update_curves
 from agent.core.model import SIDES, BookLike, Side
 
 RATE_UNIT_S = 1.0
@@ -72,8 +72,11 @@ class SymbolMarket:
         trades = part.action == "T"
         if trades.any():
             self.cum_volume += float(part.size[trades].sum())
-        for c in self.curves.values():
-            c.update(part)
+        groups: dict[float, list[SymbolCostCurve]] = {}
+        for c in self.curves.values():  # the two sides of a half-life in one pass
+            groups.setdefault(c.half_life_s, []).append(c)
+        for same in groups.values():
+            update_curves(same, part)
 
     def assign(self, other: SymbolMarket) -> None:
         """Take ``other``'s estimators in place (a restore with newer state): views keep working."""

@@ -47,6 +47,14 @@ class ParentState:
     fill_ids: set[str] = field(default_factory=set)
     last_plan: tuple[float, ...] = ()
     last_child_ts: int | None = None
+    period_ns: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.period_ns = self.parent.period_ns
+
+    def due_ns(self) -> int:
+        """Event time of the next decision (the start of period ``next_period``)."""
+        return self.parent.start_ns + self.next_period * self.period_ns
 
     @property
     def done(self) -> bool:

@@ -22,7 +22,7 @@ rebuilt (one setup) and cold-started on the first decision after a restore.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from agent.core.market import SymbolMarket
@@ -30,6 +30,7 @@ from agent.core.model import ParentOrder
 from agent.core.mpc.rounding import LotRounder
 from agent.core.parent_state import STATUSES, ParentState
 
+_PARENT_FIELDS = fields(ParentOrder)
 STATE_VERSION = 3
 READABLE_VERSIONS = (2, 3)
 
@@ -39,7 +40,7 @@ def export_record(st: ParentState, market: SymbolMarket | None) -> dict[str, Any
     ``market=None``: without the copy of the symbol's market state."""
     return {
         "version": STATE_VERSION,
-        "parent": asdict(st.parent),
+        "parent": {f.name: getattr(st.parent, f.name) for f in _PARENT_FIELDS},  # flat: asdict's copy
         "status": st.status,
         "filled": st.filled,
         "notional": st.notional,

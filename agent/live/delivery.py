@@ -14,9 +14,11 @@ the engine thread and publishes what it decided:
   = parent_id, compacted ``exec.agent-state``) and the consumed offsets
   (``send_offsets_to_transaction``). Readers use ``read_committed``. The
   ``transactional_id`` is stable per agent instance (``<group>.<agent_id>``),
-  so a restarted agent fences its predecessor. Market data reach the engine
-  in the step that consumed them (``md_buffer_rows`` = 0), so the state
-  written with the offsets includes every row they cover. Partition
+  so a restarted agent fences its predecessor. Rows that close no period
+  may be held (``md_buffer_rows``, :mod:`agent.live.engine_step`) past the
+  transaction that commits their offsets: after a crash the estimators miss
+  them, as they miss the rows since the symbol's last market record
+  (:mod:`agent.live.state_topic`); decisions, children and fills do not. Partition
   ownership and restore: :mod:`agent.live.ownership`. A failed or timed-out
   transaction raises :class:`agent.core.errors.FeedError`: the app rebuilds
   the service from the state topic (crash-only recovery).
@@ -155,8 +157,7 @@ class Transactional:
         return [t.md, t.parent_orders, t.fills]
 
     def engine_settings(self, settings: ServiceSection) -> ServiceSection:
-        # rows reach the engine in the step whose transaction commits their offsets
-        return settings.model_copy(update={"md_buffer_rows": 0})
+        return settings  # held rows close no period: only the estimators can miss them (module docstring)
 
     async def attach(self, svc: Host) -> None:
         """Subscribe the service's consumer with the rebalance listener; start the broker probe."""

@@ -135,7 +135,9 @@ class EngineDriver:
                 elif not self._queued:
                     self._queued = True
                     self.defer(self._deferred_catch_up)
-        self._collect(drive, res)
+        touched = {item if isinstance(item, str) else item.parent_id for item in inb.control}
+        touched.update(f.parent_id for f in inb.fills)
+        self._collect(drive, res, touched)
         res.t_end = time.perf_counter()
         res.cpu_s = time.thread_time() - c0
         self.cpu_s += res.cpu_s
@@ -200,10 +202,9 @@ class EngineDriver:
         ts = rows.ts_event
         t_last = int(ts[-1])
         latest = None
-        states = self.engine.parents
-        for p in self.engine.active(sym):
-            t_next = p.period_start_ns(states[p.parent_id].next_period)
-            if t_next > t_last:
+        for st in self.engine.parents_of(sym):
+            t_next, p = st.due_ns(), st.parent
+            if st.done or t_next > t_last:
                 continue
             # the boundary at or before the last row (expiry: the due time itself)
             t_k = max(t_next, p.period_start_ns(min(p.n_periods - 1, (t_last - p.start_ns) // p.period_ns)))
@@ -228,7 +229,10 @@ class EngineDriver:
         self.driver.feed(rows, sym, res)
 
     # -------------------------------------------------------------- results
-    def _collect(self, drive: DriveResult, res: StepResult) -> None:
+    def _collect(self, drive: DriveResult, res: StepResult, touched: set[str] | None = None) -> None:
+        """Move ``drive`` into ``res``; ``remaining`` for the symbols of the parents decided on and of
+        ``touched`` (the parents the step's orders, cancels and fills named)."""
+        touched = set() if touched is None else touched
         res.children.extend(drive.children)
         res.venue_fills.extend(drive.fills)
         res.fills_applied += drive.fill_outcomes[FillOutcome.APPLIED]
@@ -239,8 +243,9 @@ class EngineDriver:
                 res.solves.append((d.plan.solver.status, d.plan.solver.iterations, d.plan.solver.solve_us))
                 if d.plan.fallback:
                     res.fallbacks.append(d.plan.fallback)
-        if drive.decisions or res.fills_applied or res.rejected:
-            res.remaining = self.remaining()
+        touched.update(d.parent_id for d in drive.decisions)
+        if touched:
+            res.remaining = self.remaining(touched)
 
     def _apply_fill(self, f: Fill, res: StepResult, index: int) -> None:
         outcome = self.engine.on_fill(f)
@@ -251,10 +256,17 @@ class EngineDriver:
         else:
             res.rejected.append(("fill", index, outcome.value))
 
-    def remaining(self) -> dict[str, float]:
-        """Remaining shares of the active parents, per symbol (0 for symbols whose parents ended)."""
+    def remaining(self, parent_ids: set[str] | None = None) -> dict[str, float]:
+        """Remaining shares of the active parents, per symbol (0 for symbols whose parents ended);
+        only the symbols of ``parent_ids`` when given."""
+        parents = self.engine.parents
+        if parent_ids is None:
+            states = list(parents.values())
+        else:
+            symbols = {parents[p].parent.symbol for p in parent_ids if p in parents}
+            states = [st for sym in symbols for st in self.engine.parents_of(sym)]
         out: dict[str, float] = {}
-        for st in self.engine.parents.values():
+        for st in states:
             sym = st.parent.symbol
             out[sym] = out.get(sym, 0.0) + (0.0 if st.done else st.remaining)
         return out
