@@ -216,7 +216,8 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
     out: dict[str, Any] = {
         "mode": "exactly-once" if exactly_once else "plain", "snapshots": int(snaps), "wall_s": wall,
         "rate_per_s": snaps / wall if wall > 0 else float("nan"), "child_orders": svc.children_sent,
-        "expected_children": 50 * len(SYMBOLS) if not paced else None,
+        "expected_children": sum(len([k for k in range(p.n_periods) if p.period_start_ns(k) <= t_last])
+                                 for p in items),
         "transactions": int(txns) if txns is not None else None, "engine_cpu_share": cpu / wall if wall else None,
         **percentiles(lat, "latency_ms"), "breakdown": step_breakdown(reports)}
     if paced:

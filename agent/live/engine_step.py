@@ -50,6 +50,9 @@ from feeds.book import BookBatch
 
 log = logging.getLogger("agent.live.engine_step")
 
+MAX_HELD_ROWS = 20_000
+"""Held rows beyond which a step catches up itself (a backlog: throughput before latency)."""
+
 Defer = Callable[[Callable[[], Any]], Any]
 """Queue a job behind the current one on the engine thread (``ThreadPoolExecutor.submit``)."""
 
@@ -96,6 +99,8 @@ class EngineDriver:
                  defer: Defer | None = None) -> None:
         self.engine, self.settings, self.clock, self.venue = engine, settings, clock, venue
         self.defer = defer
+        self.waiting: Callable[[], bool] = lambda: False
+        """True while another job waits for the engine thread (the service sets it)."""
         self.driver = Driver(engine, venue=venue, clock=clock)
         self._held: dict[str, list[BookBatch]] = {}
         self._held_n = 0
@@ -130,7 +135,7 @@ class EngineDriver:
         elif not inb.hold_md:
             self._decide_due(drive)
             if self._held_n and self._held_n >= self.settings.md_buffer_rows:
-                if self.defer is None:
+                if self.defer is None or self._held_n >= max(4 * self.settings.md_buffer_rows, MAX_HELD_ROWS):
                     self._feed_held(drive)
                 elif not self._queued:
                     self._queued = True
@@ -154,12 +159,19 @@ class EngineDriver:
         return res
 
     def _deferred_catch_up(self) -> None:
-        """The queued catch-up: decisions it takes (none expected: held rows close no period of a
-        known parent) are carried into the next step's result; a failure is raised by the next step."""
+        """The queued catch-up, one symbol at a time: when another job (a step) is waiting for the
+        engine thread it queues the rest behind that job, so a decision never waits for a whole
+        catch-up. Decisions it takes (none expected: held rows close no period of a known parent)
+        are carried into the next step's result; a failure is raised by the next step."""
         c0 = time.thread_time()
         self._queued = False
         try:
-            self._feed_held(self._carry)
+            for i, sym in enumerate(list(self._held)):
+                if i and self.waiting() and self.defer is not None:  # one symbol at least: progress
+                    self._queued = True
+                    self.defer(self._deferred_catch_up)
+                    break
+                self._feed(sym, self._take(sym), self._carry)
         except BaseException as exc:  # the executor would swallow it: the next step raises it
             log.error("market-data catch-up failed: %r", exc)
             self._failure = exc

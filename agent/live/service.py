@@ -106,6 +106,8 @@ class AgentService:
         self.delivery: Delivery = delivery if delivery is not None else AtLeastOnce()
         self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue,
                                    defer=self._defer)
+        self._jobs_queued = self._jobs_started = 0  # engine-thread jobs (steps, calls) submitted / begun
+        self.driver.waiting = lambda: self._jobs_queued > self._jobs_started
         self.gate = ControlGate([self.topics.parent_orders, self.topics.fills],
                                 max_wait_ms=self.settings.control_wait_ms)
         self.on_step = on_step
@@ -245,7 +247,12 @@ class AgentService:
         """Run ``fn(*args)`` on the engine thread (every engine call goes through here)."""
         if self._executor is None:
             raise FeedError("service not started; use 'async with AgentService(...)'")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._jobs_queued += 1  # (the loop thread only)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._job, fn, *args)
+
+    def _job(self, fn: Callable[..., T], *args: Any) -> T:
+        self._jobs_started += 1  # (the engine thread only): a deferred catch-up yields to queued jobs
+        return fn(*args)
 
     async def submit(self, parent: ParentOrder) -> None:
         """Start managing ``parent`` (from config, flags or a JSON file)."""

@@ -26,6 +26,7 @@ from agent.live.metrics import AgentMetrics
 from agent.live.observe import ControlGate, StepReport
 from agent.live.service import AgentService
 from agent.live.settings import ServiceSection, TopicsSection
+from feeds.book import BookBatch
 from feeds.memory import MemoryBus, MemorySink, MemorySource
 from feeds.ports import OutRecord
 from feeds.wire import codec
@@ -105,6 +106,22 @@ def test_a_step_sends_the_child_before_feeding_the_rows_that_close_no_period() -
     assert len(queued) == 1  # the catch-up, queued behind the step
     queued[0]()
     assert drv.held_rows == 0 and engine.market("A").last_ts == int(ts[-1])
+
+
+def test_a_queued_catch_up_yields_the_engine_thread_to_a_waiting_step() -> None:
+    engine = ExecutionEngine()
+    queued: list[Any] = []
+    drv = EngineDriver(engine, ServiceSection(md_buffer_rows=0), defer=queued.append)
+    ts = T0 + np.arange(10) * 100_000_000
+    drv.step(Inbound(md=BookBatch.concat([ladder_book(ts, symbol=s) for s in ("A", "B", "C")])))
+    assert drv.held_rows == 30 and len(queued) == 1
+    waiting = [True]
+    drv.waiting = lambda: waiting[0]
+    queued.pop()()  # a step is waiting: the catch-up feeds one symbol and queues the rest behind it
+    assert drv.held_rows == 20 and len(queued) == 1
+    waiting[0] = False
+    queued.pop()()
+    assert drv.held_rows == 0 and not queued
 
 
 def test_held_market_data_waits_for_a_parent_order_of_the_same_instant() -> None:
