@@ -283,6 +283,9 @@ def report(res: dict[str, Any]) -> None:
         print_table(scale, ["parents", "symbols", "periods", "snapshots_per_s", "expected_children", "children_seen",
                             "skipped", "late", "lateness_ms_p50", "lateness_ms_p99", "lateness_ms_max", "e2e_ms_p50",
                             "e2e_ms_p99", "engine_cpu_share", "process_cpu_share", "transactions"])
+        print("the same scenario through the engine driver alone, in a simulated clock (engine_capacity):")
+        print_table(scale, ["parents", "symbols", "periods", "sim_engine_cpu_share", "sim_us_per_decision",
+                            "sim_skipped", "sim_late", "sim_lateness_ms_p99"])
     print(f"load average {res['load_average'][0]:.2f} / {res['load_average'][1]:.2f} / {res['load_average'][2]:.2f}")
 
 

@@ -46,15 +46,16 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
     """Decide period ``k`` of ``st`` on row ``i`` of ``batch``; append to ``out`` (see the module docstring)."""
     p, s = st.parent, eng.settings
     ts = int(batch.ts_event[i])
-    k = int((ts - p.start_ns) // p.period_ns)
-    if k >= p.n_periods or ts >= p.end_ns:
+    k = int((ts - p.start_ns) // st.period_ns)
+    n_periods = p.n_periods
+    if k >= n_periods or ts >= p.end_ns:
         st.finish(EXPIRED)
         eng.counters["parent_expired"] += 1
         return
     st.next_period = k + 1
     traded = max(0.0, mkt.cum_volume - st.cum_volume_at_decision) if k > 0 else 0.0  # >= 0 after a restore too
     st.cum_volume_at_decision = mkt.cum_volume
-    remaining, periods_left = st.remaining, p.n_periods - k
+    remaining, periods_left = st.remaining, n_periods - k
     bid, ask = float(batch.bid_px[i, 0]), float(batch.ask_px[i, 0])
     mid = 0.5 * (bid + ask)
     age_ms = 0.0 if now_ns is None else (now_ns - ts) / 1e6

@@ -249,7 +249,7 @@ def _accumulate(curves: Sequence[SymbolCostCurve], px: FloatArray, sz: FloatArra
     notional0 = np.zeros((k * m, levels + 1))
     np.cumsum(avail, axis=1, out=depth0[:, 1:])
     np.cumsum(avail * pxc, axis=1, out=notional0[:, 1:])
-    mids = mid[:, None] if k == 1 else np.tile(mid, k)[:, None]
+    mids = mid[:, None] if k == 1 else np.concatenate((mid,) * k)[:, None]
     a = s * (notional0 - pk * depth0)  # C(x) = a_k + b_k x inside segment k
     b = s * (pk - mids)
     size = c0.sizes.size
@@ -262,7 +262,7 @@ def _accumulate(curves: Sequence[SymbolCostCurve], px: FloatArray, sz: FloatArra
     np.minimum(u, size, out=u)
     if k > 1:  # curve j's bins are [j (size + 1), (j + 1) (size + 1))
         u += np.repeat(np.arange(k, dtype=np.intp) * (size + 1), m)[:, None]
-    ww = w if k == 1 else np.tile(w, k)
+    ww = w if k == 1 else np.concatenate((w,) * k)
     wcol = ww[:, None]
     bins = k * (size + 1)
     da = np.bincount(u.ravel(), (wcol * (a[:, 1:] - a[:, :-1])).ravel(), bins).reshape(k, size + 1)

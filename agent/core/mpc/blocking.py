@@ -26,6 +26,7 @@ is the full QP restricted to schedules that are piecewise "even" in blocks.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +76,7 @@ class Aggregated:
     risk_aa: FloatArray
 
 
+@functools.lru_cache(maxsize=4096)
 def make_layout(n_periods: int, n_slots: int, fine_slots: int) -> Layout:
     """Layout of ``n_periods`` periods on ``n_slots`` slots with ``fine_slots`` unblocked.
 
@@ -84,6 +86,9 @@ def make_layout(n_periods: int, n_slots: int, fine_slots: int) -> Layout:
     n_slots : fixed number of QP slots S >= 1.
     fine_slots : slots kept at one period when blocking is needed; clipped to
         ``[1, S - 1]`` so that at least one block exists.
+
+    Layouts are cached (every parent with the same shape asks for the same ones) and their
+    arrays are read-only.
     """
     if n_slots < 1:
         raise ValueError("n_slots must be >= 1")
@@ -99,6 +104,7 @@ def make_layout(n_periods: int, n_slots: int, fine_slots: int) -> Layout:
         if extra:
             sizes[n_slots - extra:] += 1
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+    sizes.flags.writeable = starts.flags.writeable = False  # cached and shared: read-only
     return Layout(sizes=sizes, starts=starts, n_periods=n_periods)
 
 
