@@ -13,7 +13,7 @@ decision is taken on (every decision of the batch, in order; each on the
 first tradable row at or after its boundary, as in replay). The step returns
 there, so its child orders go out at once. The rows that close no period (the
 tail of a deciding symbol, every row of the other symbols) are *held* and fed
-in bulk, one engine call per symbol, by :meth:`EngineDriver.catch_up` once
+in bulk, one engine call per symbol, by a catch-up once
 ``md_buffer_rows`` are held (every step with 0): with a ``defer`` callable (the
 service's executor) the catch-up is queued right behind the step, so it runs
 while the event loop publishes; every held row still reaches the estimators
@@ -146,16 +146,6 @@ class EngineDriver:
         res.t_end = time.perf_counter()
         res.cpu_s = time.thread_time() - c0
         self.cpu_s += res.cpu_s
-        return res
-
-    def catch_up(self) -> StepResult:
-        """Feed every held row now (one engine call per symbol) and return what that decided."""
-        c0 = time.thread_time()
-        drive, self._carry = self._carry, DriveResult()
-        self._feed_held(drive)
-        res = StepResult()
-        self._collect(drive, res)
-        self.cpu_s += time.thread_time() - c0
         return res
 
     def _deferred_catch_up(self) -> None:

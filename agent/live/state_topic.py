@@ -11,7 +11,9 @@ Two kinds of records share the compacted topic, so the newest of each key surviv
   (``" market:" + symbol``: a leading blank, which no ``parent_id`` may have):
   one symbol's market state (volume, volatility and cost-curve estimators,
   ~70 kB), written when it has moved on by at least ``market_interval_s`` of
-  event time since the symbol's last record.
+  event time since the symbol's last record, preferably in a step that
+  decided nothing (a step with decisions carries one only when it is twice
+  overdue), a few at a time.
 
 So a step costs one small record per parent that changed, not one 70 kB record
 per parent (the market state changes with every row). The price: after a
@@ -52,6 +54,8 @@ log = logging.getLogger("agent.state")
 MARKET_PREFIX = " market:"
 MARKET_INTERVAL_S = 10.0
 """Default event time between two market records of a symbol (seconds)."""
+MARKET_RECORDS_PER_STEP = 8
+"""At most this many ~70 kB market records in one step's transaction."""
 
 
 class AgentMarketMsg(WireMessage):
@@ -126,8 +130,10 @@ class StateTracker:
 
     def collect(self) -> list[tuple[str, bytes]]:
         """``(key, value)`` of every parent whose engine record differs from the last one written
-        (only parents the engine reports as changed are looked at), then of every symbol of a
-        parent held whose market state is due.
+        (only parents the engine reports as changed are looked at), then of the symbols with an
+        active parent whose market state is due: at most :data:`MARKET_RECORDS_PER_STEP` a step, and
+        in a step that wrote parent records (a decision or a fill: latency first) only when overdue
+        (twice the interval).
 
         The caller produces them in the transaction of the step; on abort the
         process (or service) restarts from the topic, so ``written`` never
@@ -141,11 +147,15 @@ class StateTracker:
             if self.written.get(pid) != rec:
                 self.written[pid] = rec
                 out.append((pid, state_message(eng, pid, rec, self.agent_id)))
-        for sym in dict.fromkeys(st.parent.symbol for st in eng.parents.values()):
+        busy, room, interval = bool(out), MARKET_RECORDS_PER_STEP, self.market_interval_ns
+        for sym in list(eng.next_decisions()):  # symbols with an active parent
             last_ts = eng.market(sym).last_ts
-            done = self.market_written.get(sym)
-            if last_ts > -(2**62) and (done is None or last_ts - done >= self.market_interval_ns):
+            if last_ts <= -(2**62) or not room:
+                continue
+            age = last_ts - self.market_written.setdefault(sym, last_ts - interval)  # first seen: due
+            if age >= interval and (not busy or age >= 2 * interval):
                 self.market_written[sym] = last_ts
+                room -= 1
                 out.append((market_key(sym), market_message(eng, sym, self.agent_id)))
         return out
 

@@ -47,7 +47,8 @@ def test_tracker_writes_new_parents_then_only_the_ones_that_changed() -> None:
     assert msg.engine["symbol"] is None and len(first[0][1]) < 2000  # the market state is written apart
     assert tracker.collect() == []  # nothing happened
     eng.on_book(_book("AAA", 90), symbol="AAA")
-    assert [key for key, _ in tracker.collect()] == ["P1", market_key("AAA")]  # only AAA's parent moved
+    assert [key for key, _ in tracker.collect()] == ["P1"]  # only AAA's parent moved (it decided)
+    assert [key for key, _ in tracker.collect()] == [market_key("AAA")]  # a quiet step: the market
 
 
 def test_tracker_writes_a_parent_only_when_it_changed_and_the_market_at_most_every_interval() -> None:
@@ -55,7 +56,8 @@ def test_tracker_writes_a_parent_only_when_it_changed_and_the_market_at_most_eve
     tracker = StateTracker(eng, "a1", market_interval_s=30.0)
     tracker.collect()
     eng.on_book(_book("AAA", 61), symbol="AAA")  # rows 0..60 s: P1 decides at 0 s and 60 s
-    assert [key for key, _ in tracker.collect()] == ["P1", market_key("AAA")]
+    assert [key for key, _ in tracker.collect()] == ["P1"]  # latency first: the market waits
+    assert [key for key, _ in tracker.collect()] == [market_key("AAA")]  # for a step without decisions
     eng.on_book(_book("AAA", 20, 61), symbol="AAA")  # 61..80 s: no decision, market 20 s newer
     assert tracker.collect() == []
     eng.on_book(_book("AAA", 10, 81), symbol="AAA")  # 81..90 s: 30 s after the last market record
@@ -63,13 +65,15 @@ def test_tracker_writes_a_parent_only_when_it_changed_and_the_market_at_most_eve
     assert [key for key, _ in out] == [market_key("AAA")]
     msg = json.loads(out[0][1])
     assert msg["schema"] == "agent_market.v1" and msg["symbol"] == "AAA" and msg["last_ts"] == T0 + 90 * NS
+    eng.on_book(_book("AAA", 61, 91), symbol="AAA")  # 91..151 s: P1 decides at 120 s; market 61 s newer
+    assert [key for key, _ in tracker.collect()] == ["P1", market_key("AAA")]  # overdue: with the decision
 
 
 def test_restore_takes_the_market_records_of_owned_symbols_then_their_parents() -> None:
     src = _engine()
     tracker = StateTracker(src, "a1")
     src.on_book(_book("AAA", 61), symbol="AAA")
-    records = {key: json.loads(value) for key, value in tracker.collect()}
+    records = {key: json.loads(value) for key, value in tracker.collect() + tracker.collect()}
     eng = ExecutionEngine()
     done = restore(eng, StateTracker(eng, "a2"), records, owns=lambda s: s == "AAA")
     assert [r["parent_id"] for r in done] == ["P1"] and done[0]["next_period"] == 2
