@@ -9,8 +9,8 @@ Two kinds of records share the compacted topic, so the newest of each key surviv
   (submitted, filled, decided, cancelled, expired), and only then;
 - ``agent_market.v1`` (:class:`AgentMarketMsg`), key = :func:`market_key`
   (``" market:" + symbol``: a leading blank, which no ``parent_id`` may have):
-  one symbol's market state (volume, volatility and cost-curve estimators,
-  ~70 kB), written when it has moved on by at least ``market_interval_s`` of
+  one symbol's market state (volume, volatility and cost-curve estimators;
+  their float lattices packed by :func:`pack_arrays`, ~45 kB), written when it has moved on by at least ``market_interval_s`` of
   event time since the symbol's last record, preferably in a step that
   decided nothing (a step with decisions carries one only when it is twice
   overdue), a few at a time.
@@ -36,12 +36,14 @@ that much data). Parent records, child orders and fills stay exactly once.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import Field
 
 from agent.core.engine import ExecutionEngine
@@ -107,8 +109,37 @@ def market_message(engine: ExecutionEngine, symbol: str, agent_id: str) -> bytes
 
     mkt = engine.market(symbol)
     msg = codec.build(AgentMarketMsg, symbol=symbol, ts_event=time.time_ns(), last_ts=int(mkt.last_ts),
-                      agent_id=agent_id, market=engine.market_snapshot(symbol))
+                      agent_id=agent_id, market=pack_arrays(engine.market_snapshot(symbol)))
     return msg.model_dump_json(by_alias=True).encode()
+
+
+PACKED = "f64le_b64"
+"""A list of floats packed as base64 of little-endian float64 bytes (exact, ~3x smaller than JSON)."""
+_PACK_MIN = 64
+
+
+def pack_arrays(state: Any) -> Any:
+    """``state`` with every list of at least 64 floats replaced by ``{"f64le_b64": ...}``: a symbol's
+    cost curves hold six 705-point lattices, ~70 kB as JSON numbers, ~45 kB packed (under a 64 KiB
+    ``max_message_bytes``)."""
+    if isinstance(state, dict):
+        return {k: pack_arrays(v) for k, v in state.items()}
+    if isinstance(state, list):
+        if len(state) >= _PACK_MIN and all(isinstance(x, float) for x in state):
+            return {PACKED: base64.b64encode(np.asarray(state, dtype="<f8").tobytes()).decode()}
+        return [pack_arrays(v) for v in state]
+    return state
+
+
+def unpack_arrays(state: Any) -> Any:
+    """The inverse of :func:`pack_arrays`."""
+    if isinstance(state, dict):
+        if set(state) == {PACKED}:
+            return np.frombuffer(base64.b64decode(state[PACKED]), dtype="<f8").tolist()
+        return {k: unpack_arrays(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [unpack_arrays(v) for v in state]
+    return state
 
 
 class StateTracker:
@@ -178,7 +209,7 @@ def restore(engine: ExecutionEngine, tracker: StateTracker | None, records: dict
         if not owns(sym):
             continue
         try:
-            engine.restore_market(msg.get("market") or {})
+            engine.restore_market(unpack_arrays(msg.get("market") or {}))
         except (DataError, ValueError, KeyError, TypeError) as exc:
             log.error("cannot restore the market state of %s from the state topic: %s", sym, exc)
             continue

@@ -65,6 +65,7 @@ def test_tracker_writes_a_parent_only_when_it_changed_and_the_market_at_most_eve
     assert [key for key, _ in out] == [market_key("AAA")]
     msg = json.loads(out[0][1])
     assert msg["schema"] == "agent_market.v1" and msg["symbol"] == "AAA" and msg["last_ts"] == T0 + 90 * NS
+    assert len(out[0][1]) < 50_000  # lattices packed: under a 64 KiB max_message_bytes
     eng.on_book(_book("AAA", 61, 91), symbol="AAA")  # 91..151 s: P1 decides at 120 s; market 61 s newer
     assert [key for key, _ in tracker.collect()] == ["P1", market_key("AAA")]  # overdue: with the decision
 
