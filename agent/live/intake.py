@@ -97,7 +97,7 @@ class Inbound:
 
     @property
     def empty(self) -> bool:
-        return not (self.control or self.fills or (self.md is not None and len(self.md)))
+        return not (self.control or self.fills or (self.md is not None and len(self.md)) or self.flush)
 
 
 class Intake:
