@@ -49,15 +49,16 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
     """Decide period ``k`` of ``st`` on row ``i`` of ``batch``; append to ``out`` (see the module docstring)."""
     p, s = st.parent, eng.settings
     ts = int(batch.ts_event[i])
-    k = int((ts - p.start_ns) // p.period_ns)
-    if k >= p.n_periods or ts >= p.end_ns:
+    k = int((ts - p.start_ns) // st.period_ns)
+    n_periods = p.n_periods
+    if k >= n_periods or ts >= p.end_ns:
         st.finish(EXPIRED)
         eng.counters["parent_expired"] += 1
         return
     st.next_period = k + 1
-    traded = mkt.cum_volume - st.cum_volume_at_decision if k > 0 else 0.0
+    traded = max(0.0, mkt.cum_volume - st.cum_volume_at_decision) if k > 0 else 0.0  # >= 0 after a restore too
     st.cum_volume_at_decision = mkt.cum_volume
-    remaining, periods_left = st.remaining, p.n_periods - k
+    remaining, periods_left = st.remaining, n_periods - k
     bid, ask = float(batch.bid_px[i, 0]), float(batch.ask_px[i, 0])
     mid = 0.5 * (bid + ask)
     age_ms = 0.0 if now_ns is None else (now_ns - ts) / 1e6
@@ -84,7 +85,8 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
     if plan.fallback:
         eng.counters[f"fallback:{plan.fallback}"] += 1
     planned = float(plan.schedule[0]) if len(plan.schedule) else 0.0
-    st.last_plan = tuple(float(x) for x in plan.schedule)
+    schedule = np.asarray(plan.schedule, dtype=np.float64)
+    st.last_plan = tuple(schedule.tolist())
     clamped = risk.clamp_child_quantity(planned, remaining, float(cap[0]), s.risk)
     qty = st.rounder.round(clamped, remaining)
     lot = st.rounder.lot_size  # the parent's lot and the venue's, whole multiples of both
@@ -104,7 +106,7 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
         child_order_id=child_order_id(p.parent_id, k), parent_id=p.parent_id, symbol=p.symbol,
         side=p.side, quantity=qty, limit_price=limit, period_index=k, ts_event=ts,
         ts_init=eng.clock() if eng.clock else ts, remaining_before=remaining,
-        plan=tuple(float(x) for x in plan.schedule[:5]), solver=plan.solver,
+        plan=tuple(schedule[:5].tolist()), solver=plan.solver,
         impact=ImpactParams(float(beta[0]), float(gamma[0])),
     ))
 

@@ -6,10 +6,11 @@ parents (``np.searchsorted``), and hands each chunk to
 :meth:`agent.core.engine.ExecutionEngine.on_book`. The engine decides at most
 once per parent and chunk, on the first tradable row at or after the
 boundary. Each child order goes to the ``venue`` callable at once (the replay
-simulator, or the live file feed's simulated venue; None when a real venue
-answers later through Kafka), and its fills go back through
-``engine.on_fill`` before the next chunk, so the next decision sees the
-remaining quantity from fills. That is the whole of "replay/live parity":
+simulator, or the live file feed's simulated venue), and its fills go back
+through ``engine.on_fill`` before the next chunk, so the next decision sees the
+remaining quantity from fills. Without a venue (a real one answers later
+through Kafka) there is nothing to apply between decisions and the rows go to
+``on_book`` in one call, which decides at every boundary in them itself. That is the whole of "replay/live parity":
 there is no other path from books to decisions.
 """
 
@@ -67,6 +68,9 @@ class Driver:
     def feed(self, rows: BookLike, symbol: str, out: DriveResult | None = None) -> DriveResult:
         """Feed one symbol's rows (time order); return (or extend ``out`` with) what was decided."""
         res = DriveResult() if out is None else out
+        if self.venue is None:  # no fills to apply between decisions: on_book takes every boundary itself
+            res.extend(self.engine.on_book(rows, symbol=symbol, now_ns=self.clock() if self.clock else None))
+            return res
         for chunk in self.chunks(rows, symbol):
             now_ns = self.clock() if self.clock is not None else None
             step = self.engine.on_book(chunk, symbol=symbol, now_ns=now_ns)

@@ -73,7 +73,11 @@ class ExecutionEngine:
         self.clock = clock
         self.kill_switch = False
         self._parents: dict[str, ParentState] = {}
+        self._by_symbol: dict[str, dict[str, ParentState]] = {}  # the same parents, by symbol
         self._symbols: dict[str, SymbolMarket] = {}
+        self._changed: dict[str, None] = {}  # parents whose record may have changed (insertion order)
+        self._due: dict[str, int] = {}  # next_decisions(), kept per symbol
+        self._due_stale: set[str] = set()  # symbols whose parents changed since
         self.counters: Counter[str] = Counter()
         s = self.settings
         half_lives = (() if s.forecast == "reverting"  # the EW curves feed only the ewma forecast
@@ -94,8 +98,22 @@ class ExecutionEngine:
         if parent.parent_id in self._parents:
             self.counters["duplicate_parent"] += 1
             return False
-        self._parents[parent.parent_id] = self._new_state(parent)
+        self._put(self._new_state(parent))
         return True
+
+    def _put(self, st: ParentState) -> None:
+        pid = st.parent.parent_id
+        old = self._parents.get(pid)
+        if old is not None:
+            self._by_symbol.get(old.parent.symbol, {}).pop(pid, None)
+        self._parents[pid] = st
+        self._by_symbol.setdefault(st.parent.symbol, {})[pid] = st
+        self._touch(st)
+
+    def _touch(self, st: ParentState) -> None:
+        """``st`` may have changed: its record (state topic) and its symbol's next decision time."""
+        self._changed[st.parent.parent_id] = None
+        self._due_stale.add(st.parent.symbol)
 
     def _new_state(self, parent: ParentOrder) -> ParentState:
         s = self.settings
@@ -117,12 +135,27 @@ class ExecutionEngine:
         if st is None or st.done:
             return False
         st.finish(CANCELLED)
+        self._touch(st)
         self.counters["parent_cancelled"] += 1
         return True
 
     def drop(self, parent_id: str) -> bool:
         """Forget a parent entirely (another agent owns its symbol now)."""
-        return self._parents.pop(parent_id, None) is not None
+        self._changed.pop(parent_id, None)
+        st = self._parents.pop(parent_id, None)
+        if st is not None:
+            self._by_symbol.get(st.parent.symbol, {}).pop(parent_id, None)
+            self._due_stale.add(st.parent.symbol)
+        return st is not None
+
+    def pop_changed(self) -> list[str]:
+        """Ids of the parents whose crash record may have changed since the last call (submitted,
+        restored, cancelled, filled or decided), in the order they first changed; clears the list.
+
+        The state topic writes only these (:class:`agent.live.state_topic.StateTracker`)."""
+        out = list(self._changed)
+        self._changed.clear()
+        return out
 
     def remaining(self, parent_id: str) -> float:
         return self._parents[parent_id].remaining
@@ -135,8 +168,12 @@ class ExecutionEngine:
         return [s.parent for s in self._active(symbol)]
 
     def _active(self, symbol: str | None = None) -> Iterator[ParentState]:
-        return (s for s in self._parents.values()
-                if not s.done and (symbol is None or s.parent.symbol == symbol))
+        pool = self._parents if symbol is None else self._by_symbol.get(symbol, {})
+        return (s for s in pool.values() if not s.done)
+
+    def parents_of(self, symbol: str) -> list[ParentState]:
+        """Every parent the engine holds on ``symbol`` (any status)."""
+        return list(self._by_symbol.get(symbol, {}).values())
 
     def summary(self, parent_id: str) -> dict[str, Any]:
         st = self._parents[parent_id]
@@ -164,6 +201,7 @@ class ExecutionEngine:
         if st.status == COMPLETED:
             return FillOutcome.PARENT_DONE
         st.fill_ids.add(fill.fill_id)
+        self._touch(st)
         qty = min(fill.quantity, st.remaining)
         if qty < fill.quantity:
             self.counters["overfill"] += 1
@@ -176,8 +214,20 @@ class ExecutionEngine:
     # -------------------------------------------------------------- books
     def next_decision_ns(self, symbol: str | None = None) -> int | None:
         """Event time of the next decision of the active parents (of ``symbol``); None when none."""
-        due = [s.parent.period_start_ns(s.next_period) for s in self._active(symbol)]
+        due = [s.due_ns() for s in self._active(symbol)]
         return min(due) if due else None
+
+    def next_decisions(self) -> Mapping[str, int]:
+        """Per symbol with an active parent, the event time of its next decision (a view: recomputed
+        only for the symbols whose parents changed since the last call)."""
+        for sym in self._due_stale:
+            t = self.next_decision_ns(sym)
+            if t is None:
+                self._due.pop(sym, None)
+            else:
+                self._due[sym] = t
+        self._due_stale.clear()
+        return MappingProxyType(self._due)
 
     def period_boundaries(self, symbol: str, t0: int, t1: int) -> np.ndarray:
         """Period starts ``start + k * period`` (k >= 1) of the symbol's active parents in ``(t0, t1]``."""
@@ -206,7 +256,7 @@ class ExecutionEngine:
         ctx = Context(self.settings, self.profile, self.clock, self.kill_switch, self.counters)
         pos = 0
         while parents:
-            due = [(s.parent.period_start_ns(s.next_period), s) for s in parents]
+            due = [(s.due_ns(), s) for s in parents]
             i = int(np.searchsorted(ts, min(d for d, _ in due), side="left"))
             cand = np.flatnonzero(tradable[i:])
             if cand.size == 0:
@@ -217,30 +267,49 @@ class ExecutionEngine:
             for t_d, st in due:
                 if t_d <= ts[i] and not st.done:
                     decide(ctx, st, mkt, batch, i, now_ns, out)
+                    self._touch(st)
             parents = [s for s in parents if not s.done]
         mkt.update(_rows(batch, pos, n))
         return out
 
     # -------------------------------------------------------------- state
-    def snapshot(self, parent_id: str) -> dict[str, Any]:
-        """The crash-recovery record of one parent (JSON-able; :mod:`agent.core.state`)."""
+    def snapshot(self, parent_id: str, *, market: bool = True) -> dict[str, Any]:
+        """The crash-recovery record of one parent (JSON-able; :mod:`agent.core.state`).
+
+        ``market=False`` leaves out the copy of the symbol's market state (``"symbol": None``):
+        the live service writes that separately (:meth:`market_snapshot`), much less often."""
         st = self._parents[parent_id]
-        return records.export_record(st, self.market(st.parent.symbol))
+        return records.export_record(st, self.market(st.parent.symbol) if market else None)
+
+    def market_snapshot(self, symbol: str) -> dict[str, Any]:
+        """The symbol's market state (JSON-able; :meth:`restore_market` takes it back)."""
+        return self.market(symbol).state()
+
+    def restore_market(self, state: dict[str, Any]) -> bool:
+        """Take a symbol's market state from :meth:`market_snapshot` when it is newer than the
+        engine's (or as new); returns whether it was taken. Raises like ``SymbolMarket.from_state``."""
+        market = SymbolMarket.from_state(state)
+        mkt = self.market(market.symbol)
+        if market.last_ts < mkt.last_ts:
+            return False
+        mkt.assign(market)
+        return True
 
     def restore(self, record: dict[str, Any]) -> str:
         """Rebuild a parent from :meth:`snapshot`, replacing what the engine held for it; returns its id.
 
-        The symbol's market state is taken from the record when it is newer than the engine's."""
+        The symbol's market state is taken from the record (when it has one) when it is newer than
+        the engine's."""
         parent, fields, market = records.parse_record(record)
         mkt = self.market(parent.symbol)
-        if market.last_ts >= mkt.last_ts:
+        if market is not None and market.last_ts >= mkt.last_ts:
             mkt.assign(market)
         st = self._new_state(parent)
         for name, value in fields.items():
             setattr(st, name, value)
         if st.forecaster is not None and self.profile is not None:
             st.forecaster.profile = self.profile
-        self._parents[parent.parent_id] = st
+        self._put(st)
         return parent.parent_id
 
 

@@ -19,7 +19,7 @@ from agent.core.forecast.profile import IntradayProfile
 from agent.core.forecast.reversion import ReversionSettings
 from agent.core.forecast.sampler import BookSampler
 from agent.core.forecast.volume import VolatilityEstimator, VolumeEstimator
-from agent.core.impact.symbol_curve import SymbolCostCurve
+from agent.core.impact.symbol_curve import SymbolCostCurve, update_curves
 from agent.core.model import SIDES, BookLike, Side
 
 RATE_UNIT_S = 1.0
@@ -79,8 +79,11 @@ class SymbolMarket:
         trades = part.action == "T"
         if trades.any():
             self.cum_volume += float(part.size[trades].sum())
-        for c in self.curves.values():
-            c.update(part)
+        groups: dict[float, list[SymbolCostCurve]] = {}
+        for c in self.curves.values():  # the two sides of a half-life in one pass
+            groups.setdefault(c.half_life_s, []).append(c)
+        for same in groups.values():
+            update_curves(same, part)
         if self.sampler is not None:
             self.sampler.update(part)
 

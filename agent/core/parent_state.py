@@ -49,6 +49,14 @@ class ParentState:
     last_plan: tuple[float, ...] = ()
     last_child_ts: int | None = None
     forecaster: ParentForecaster | None = None  # the reverting forecast on this parent's size grid
+    period_ns: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.period_ns = self.parent.period_ns
+
+    def due_ns(self) -> int:
+        """Event time of the next decision (the start of period ``next_period``)."""
+        return self.parent.start_ns + self.next_period * self.period_ns
 
     @property
     def done(self) -> bool:

@@ -11,18 +11,22 @@ the engine thread and publishes what it decided:
 - :class:`Transactional` (exactly once, the default with Kafka): every step
   commits, per input partition ``p`` it touched, ONE Kafka transaction of
   ``p``'s own producer (:mod:`agent.live.fencing`, transactional id
-  ``<group>.<parent-orders topic>.<p>``): the child orders and the
+  ``<group>.<parent-orders topic>.<p>``): the child orders, the
   ``agent_state.v1`` records (key = parent_id, compacted ``exec.agent-state``)
-  of the parents whose symbol maps to ``p``, the DLQ copies of ``p``'s
-  records and ``p``'s consumed offsets (``send_offsets_to_transaction``). The
-  partitions' transactions run concurrently; each is atomic on its own and
-  covers everything of its symbols, so a crash between them loses or repeats
+  of the parents whose symbol maps to ``p`` and whose engine record changed,
+  the ``agent_market.v1`` records of those symbols that are due
+  (:mod:`agent.live.state_topic`), the DLQ copies of ``p``'s records and
+  ``p``'s consumed offsets (``send_offsets_to_transaction``). The partitions'
+  transactions run concurrently; each is atomic on its own and covers
+  everything of its symbols, so a crash between them loses or repeats
   nothing. Readers use ``read_committed``. Whoever is assigned ``p`` next
   starts producer ``p`` first, which fences this agent for ``p`` (a stalled
   agent can commit nothing for ``p`` afterwards) and settles its open
-  transaction at once. Market data reach the engine in the step that
-  consumed them (``md_buffer_rows`` = 0), so the state written with the
-  offsets includes every row they cover. Partition ownership and restore:
+  transaction at once. Rows that close no period may be held
+  (``md_buffer_rows``, :mod:`agent.live.engine_step`) past the transaction
+  that commits their offsets: after a crash the estimators miss them, as they
+  miss the rows since the symbol's last market record; decisions, children
+  and fills do not. Partition ownership and restore:
   :mod:`agent.live.ownership`. A failed or timed-out transaction raises
   :class:`agent.core.errors.FeedError`: the app rebuilds the service from the
   state topic (crash-only recovery). Child orders and state records carry a
@@ -174,8 +178,7 @@ class Transactional:
         return [t.md, t.parent_orders, t.fills]
 
     def engine_settings(self, settings: ServiceSection) -> ServiceSection:
-        # rows reach the engine in the step whose transaction commits their offsets
-        return settings.model_copy(update={"md_buffer_rows": 0})
+        return settings  # held rows close no period: only the estimators can miss them (module docstring)
 
     async def attach(self, svc: Host) -> None:
         """Subscribe the service's consumer with the rebalance listener."""

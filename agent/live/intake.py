@@ -104,13 +104,15 @@ class Inbound:
     dlq: list[OutRecord] = field(default_factory=list)
     records: int = 0
     flush: bool = False
+    hold_md: bool = False
+    """Hold the market data (parent-order or fill partitions behind: ``agent.live.engine_step``)."""
     tally: list[Callable[[], None]] = field(default_factory=list)
     """Metric updates of this batch, applied by :meth:`Intake.count` when the batch is processed
     (a batch discarded at a rebalance is read again and must not be counted twice)."""
 
     @property
     def empty(self) -> bool:
-        return not (self.control or self.fills or self.kill or (self.md is not None and len(self.md)))
+        return not (self.control or self.fills or self.kill or (self.md is not None and len(self.md)) or self.flush)
 
 
 class Intake:

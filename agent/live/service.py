@@ -13,10 +13,14 @@ Each step of the main loop (:meth:`AgentService.step`):
    stopping the agent;
 3. one job on the engine thread (:class:`agent.live.engine_step.EngineDriver`)
    applies, in this order, parent orders / cancels, fills (de-duplicated by
-   ``fill_id``) and market data (held back until a decision is due, then fed
-   in order per symbol and period chunk; see that module for the reasoning);
+   ``fill_id``) and the market data a decision needs now (latency first: the
+   rows that close no period are held and fed in bulk by a catch-up job queued
+   behind the step; see that module); market data wait while the parent-order
+   or fill partitions are behind (:class:`agent.live.observe.ControlGate`);
 4. the child orders decided are published (idempotent producer, key =
-   parent_id) and the decision latency is observed at the broker's ack.
+   parent_id) and the decision latency is observed at the broker's ack; an
+   ``on_step`` callback receives each step's timing
+   (:class:`agent.live.observe.StepReport`).
 
 :meth:`AgentService.run` pipelines the steps: batch N+1 is fetched and decoded
 on the loop while the engine thread works on batch N; engine jobs and
@@ -50,6 +54,7 @@ from agent.live.events import RateLimitedLog
 from agent.live.intake import Inbound, Intake
 from agent.live.kill_switch import KillSwitch
 from agent.live.metrics import AgentMetrics
+from agent.live.observe import ControlGate, StepReport
 from agent.live.operations import Operations
 from agent.live.settings import LogSection, ServiceSection, TopicsSection
 from agent.live.work import Work
@@ -79,6 +84,7 @@ class AgentService:
     kill_switch : the process's kill switch (kept across rebuilds); None = one from ``engine.kill_switch``.
     broker_up : reachability of the broker for readiness (None: not probed, the condition is left out).
     log_settings : dead-letter log rate limits.
+    on_step : called with the :class:`StepReport` of every published step (on the event loop).
     """
 
     def __init__(
@@ -98,6 +104,7 @@ class AgentService:
         kill_switch: KillSwitch | None = None,
         broker_up: Callable[[], bool | None] | None = None,
         log_settings: LogSection | None = None,
+        on_step: Callable[[StepReport], None] | None = None,
     ) -> None:
         self.engine, self.sink, self.metrics = engine, sink, metrics
         self.topics = topics or TopicsSection()
@@ -108,7 +115,13 @@ class AgentService:
                              max_parent_periods=self.settings.max_parent_periods,
                              dead_letter_log=RateLimitedLog.from_settings(log_settings or LogSection()))
         self.delivery: Delivery = delivery if delivery is not None else AtLeastOnce()
-        self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue)
+        self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue,
+                                   defer=self._defer)
+        self._jobs_queued = self._jobs_started = 0  # engine-thread jobs (steps, calls) submitted / begun
+        self.driver.waiting = lambda: self._jobs_queued > self._jobs_started
+        self.gate = ControlGate([self.topics.parent_orders, self.topics.fills],
+                                max_wait_ms=self.settings.control_wait_ms)
+        self.on_step = on_step
         self.children_sent = 0
         self.processed_ts: dict[str, int] = {}  # per symbol: newest ts_event fully processed
         self.decision_latencies_s: deque[float] = deque(maxlen=100_000)  # arrival -> ack (seconds)
@@ -240,11 +253,28 @@ class AgentService:
         """``(alive, body)`` of ``/livez``."""
         return self.ops.liveness()
 
+    def _defer(self, fn: Callable[[], Any]) -> None:
+        """Queue ``fn`` behind the running job on the engine thread (called from that thread)."""
+        if self._executor is None:
+            fn()
+        else:
+            self._executor.submit(fn)
+
+    @property
+    def engine_cpu_s(self) -> float:
+        """CPU time the engine thread spent in steps and catch-ups so far (seconds)."""
+        return self.driver.cpu_s
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the engine thread (every engine call goes through here)."""
         if self._executor is None:
             raise FeedError("service not started; use 'async with AgentService(...)'")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._jobs_queued += 1  # (the loop thread only)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._job, fn, *args)
+
+    def _job(self, fn: Callable[..., T], *args: Any) -> T:
+        self._jobs_started += 1  # (the engine thread only): a deferred catch-up yields to queued jobs
+        return fn(*args)
 
     async def submit(self, parent: ParentOrder) -> None:
         """Start managing ``parent`` (from config, flags or a JSON file)."""
@@ -280,10 +310,14 @@ class AgentService:
         await self.delivery.close(self)
 
     async def flush(self) -> None:
-        """Feed the rows held back (see ``_hold_and_feed``) to the engine and publish what it decides."""
+        """Feed the rows held back to the engine and publish what it decides, through the delivery
+        (with transactions: in a transaction of its own, without offsets)."""
         if self._executor is not None and self.driver.held_rows:
-            t = time.perf_counter()
-            await self.publish(await self.call(self.driver.step, Inbound(flush=True)), Inbound(), t)
+            try:
+                await self.delivery.process(self, Work(Inbound(flush=True), {}, time.perf_counter(), 0,
+                                                       self.delivery.generation))
+            except FeedError as exc:  # held rows close no period: only the estimators miss them
+                log.warning("final flush of %d held row(s) failed: %s", self.driver.held_rows, exc)
 
     async def step(self) -> int:
         """One getmany (and/or file batch) -> validate -> engine -> publish; returns items handled."""
@@ -314,6 +348,8 @@ class AgentService:
         inb = self.intake.take(records, file_batch, deferred=True)
         pending = self.ops.take_pending_kill()  # an operator's change, to be written to the state topic
         inb.kill.extend(pending)
+        if self.source is not None:
+            inb.hold_md = await self.gate.hold(self.source)
         n = inb.records + len(pending) + (len(file_batch) if file_batch is not None else 0)
         return Work(inb, records, t_arrival, n, self.delivery.generation)
 
@@ -324,13 +360,6 @@ class AgentService:
         await self.delivery.process(self, work)
 
     # --------------------------------------------------------- publishing
-    async def publish(self, res: StepResult, inb: Inbound, t_arrival: float) -> None:
-        """Send the outputs of one step and observe its metrics."""
-        out = self.outputs(res, inb)
-        if out:
-            await self.send(out)
-        self.observe(res, t_arrival)
-
     def outputs(self, res: StepResult, inb: Inbound) -> list[OutRecord]:
         """DLQ copies (intake and engine-side rejections), child orders, venue fills of one step."""
         out = inb.dlq + self.intake.dead_letters(inb, res.rejected)
@@ -357,6 +386,9 @@ class AgentService:
                 m.impact_beta.labels(symbol=c.symbol).set(c.impact.beta)
                 m.impact_gamma.labels(symbol=c.symbol).set(c.impact.gamma)
         self.children_sent += len(res.children)
+        if self.on_step is not None:
+            self.on_step(StepReport(t_arrival, res.t_start, res.t_end, t_ack, len(res.children), res.decisions,
+                                    res.cpu_s))
         for status, iters, us in res.solves:
             m.observe_solve(status, iters, us)
         for reason in res.fallbacks:

@@ -31,6 +31,9 @@ class ServiceSection(Section):
     md_buffer_rows: int = Field(
         default=2000, ge=0, description="rows held back while no decision is due, then "
         "fed in one engine call (0 = feed every batch at once)")
+    control_wait_ms: float = Field(
+        default=2_000.0, ge=0, description="market data wait at most this long for the parent-order and "
+        "fill partitions to catch up (parent orders and fills before market data of the same instant)")
     max_batch_records: int = Field(default=5000, gt=0)
     poll_timeout_ms: int = Field(default=50, gt=0)
     watchdog_interval_ms: int = Field(default=500, gt=0)

@@ -1,17 +1,36 @@
 """The ``exec.agent-state`` topic: write per-parent crash-recovery records, read them back, restore.
 
-Records are ``agent_state.v1`` messages (:class:`feeds.wire.messages.AgentStateMsg`),
-key = ``parent_id``, on a compacted topic, so the newest record of every
-parent survives. The ``engine`` field carries
-:meth:`agent.core.engine.ExecutionEngine.snapshot`.
+Two kinds of records share the compacted topic, so the newest of each key survives:
 
-- :class:`StateTracker` (engine thread): the records of the parents whose
-  engine record changed since they were last written (an ended parent once),
-  tombstones of parents dropped after their retention, the kill switch;
+- ``agent_state.v1`` (:class:`feeds.wire.messages.AgentStateMsg`), key =
+  ``parent_id``: one parent's engine record
+  (:meth:`agent.core.engine.ExecutionEngine.snapshot` without the symbol's
+  market state, ~0.5 kB), written in the step in which the parent changed
+  (submitted, filled, decided, cancelled, expired), and only then; a
+  tombstone (value None) when a parent is dropped after its retention;
+- ``agent_market.v1`` (:class:`AgentMarketMsg`), key = :func:`market_key`
+  (``" market:" + symbol``: a leading blank, which no ``parent_id`` may have):
+  one symbol's market state (volume, volatility and cost-curve estimators and
+  the book sampler's position), written when it has moved on by at least
+  ``market_interval_s`` of event time since the symbol's last record,
+  preferably in a step that decided nothing (a step with decisions carries one
+  only when it is twice overdue), a few at a time;
+- the kill switch, key :data:`agent.live.kill_switch.KILL_SWITCH_KEY`.
+
+So a step costs one small record per parent that changed, not one large record
+per parent (the market state changes with every row). The price: after a
+crash the market estimators resume from the symbol's last record, up to
+``market_interval_s`` of event time older than the committed offsets; rows in
+between are not read again (estimators with half-lives of minutes lose at most
+that much data). Parent records, child orders and fills stay exactly once.
+
+- :class:`StateTracker` (engine thread): the records of the parents that changed since
+  they were last written, tombstones, the kill switch and the market records that are due;
 - :func:`read_state` (event loop): every parent's newest *committed* record
   (``read_committed``: records of aborted or still-open transactions stay
   invisible), read from the beginning to the end offsets taken at the start;
-- :func:`restore` (engine thread): rebuild the parents this agent owns;
+- :func:`restore` (engine thread): the market states of the symbols this agent owns,
+  then the parents it owns;
 - :func:`symbol_partition`: which input partition a symbol maps to (key =
   symbol, Kafka's default murmur2 partitioner), i.e. which agent of the
   consumer group owns the symbol's parents.
@@ -19,22 +38,50 @@ parent survives. The ``engine`` field carries
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
 
 from agent.core.engine import ExecutionEngine
-from agent.core.parent_state import COMPLETED
+from agent.core.errors import DataError
+from agent.core.model import NS_PER_S
 from agent.live.kill_switch import KILL_SWITCH_KEY, KillSwitch, KillSwitchCommand, parse_record
+from feeds.wire.messages import Text, TimestampNs, WireMessage
 
 log = logging.getLogger("agent.state")
 
-LATE_FILL_WINDOW_S = 60.0
-"""A cancelled or expired parent is checked for late fills every step for this long after it ended."""
-FROZEN_RECHECK_S = 5.0
-"""Then every this many seconds (one pass over the ended parents kept for their retention)."""
+MARKET_PREFIX = " market:"
+MARKET_INTERVAL_S = 10.0
+"""Default event time between two market records of a symbol (seconds)."""
+MARKET_RECORDS_PER_STEP = 8
+"""At most this many market records in one step's transaction."""
+
+
+class AgentMarketMsg(WireMessage):
+    """``agent_market.v1``: one symbol's market state (key :func:`market_key`, compacted state topic).
+
+    ``market`` is :meth:`agent.core.engine.ExecutionEngine.market_snapshot`, restored with
+    :meth:`~agent.core.engine.ExecutionEngine.restore_market`; ``last_ts`` its newest event time.
+    """
+
+    SCHEMA: ClassVar[str] = "agent_market.v1"
+    schema_: Literal["agent_market.v1"] = Field("agent_market.v1", alias="schema")
+    symbol: Text
+    ts_event: TimestampNs
+    last_ts: int
+    agent_id: str = ""
+    market: dict[str, Any] = Field(default_factory=dict)
+
+
+def market_key(symbol: str) -> str:
+    """State-topic key of a symbol's market record (never a valid ``parent_id``: leading blank)."""
+    return MARKET_PREFIX + symbol
 
 
 def symbol_partition(symbol: str, n_partitions: int) -> int:
@@ -59,114 +106,143 @@ def state_message(engine: ExecutionEngine, parent_id: str, record: dict[str, Any
     return msg.model_dump_json(by_alias=True).encode()
 
 
-class StateTracker:
-    """Which state records must be written (called on the engine thread).
+def market_message(engine: ExecutionEngine, symbol: str, agent_id: str) -> bytes:
+    """The ``agent_market.v1`` value of one symbol."""
+    from feeds.wire import codec
 
-    - a parent's record when its engine record changed since it was last written;
-      for a parent that has *ended* the symbol's market state inside the record is
-      left out of the comparison (it moves with every market-data step, and an
-      ended parent never decides again), so an ended parent is written once, and
-      again only if a late fill changes it. A completed parent cannot change any
-      more; a cancelled or expired one is checked every step for
-      :data:`LATE_FILL_WINDOW_S` after it ended (fills of child orders sent before
-      the end), then every :data:`FROZEN_RECHECK_S`: a step does not pay for the
-      ended parents kept for their retention;
-    - a tombstone (value None) for a parent written before that the engine no
-      longer holds (dropped after ``service.ended_parent_retention_s``); parents
-      handed to another agent are :meth:`forget`-ten first and get none;
-    - the kill switch under :data:`agent.live.kill_switch.KILL_SWITCH_KEY` when it
-      changed since it was last written or read.
+    mkt = engine.market(symbol)
+    msg = codec.build(AgentMarketMsg, symbol=symbol, ts_event=time.time_ns(), last_ts=int(mkt.last_ts),
+                      agent_id=agent_id, market=pack_arrays(engine.market_snapshot(symbol)))
+    return msg.model_dump_json(by_alias=True).encode()
+
+
+PACKED = "f64le_b64"
+"""A list of floats packed as base64 of little-endian float64 bytes (exact, ~3x smaller than JSON)."""
+_PACK_MIN = 64
+
+
+def pack_arrays(state: Any) -> Any:
+    """``state`` with every list of at least 64 floats replaced by ``{"f64le_b64": ...}``: a symbol's
+    cost curves hold six 705-point lattices, ~70 kB as JSON numbers, ~45 kB packed (under a 64 KiB
+    ``max_message_bytes``)."""
+    if isinstance(state, dict):
+        return {k: pack_arrays(v) for k, v in state.items()}
+    if isinstance(state, list):
+        if len(state) >= _PACK_MIN and all(isinstance(x, float) for x in state):
+            return {PACKED: base64.b64encode(np.asarray(state, dtype="<f8").tobytes()).decode()}
+        return [pack_arrays(v) for v in state]
+    return state
+
+
+def unpack_arrays(state: Any) -> Any:
+    """The inverse of :func:`pack_arrays`."""
+    if isinstance(state, dict):
+        if set(state) == {PACKED}:
+            return np.frombuffer(base64.b64decode(state[PACKED]), dtype="<f8").tolist()
+        return {k: unpack_arrays(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [unpack_arrays(v) for v in state]
+    return state
+
+
+class StateTracker:
+    """Which records must be written (called on the engine thread; see the module docstring).
+
+    - a parent's record when the engine reports it changed and its record differs from the
+      last one written (an ended parent once, and again only if a late fill changes it);
+    - a tombstone (value None) for a parent written before that the engine no longer holds
+      (dropped after ``service.ended_parent_retention_s``); parents handed to another agent
+      are :meth:`forget`-ten first and get none;
+    - the kill switch under :data:`agent.live.kill_switch.KILL_SWITCH_KEY` when it changed
+      since it was last written or read;
+    - the market records that are due (:meth:`collect`).
 
     Parameters
     ----------
     engine : the decision core whose parents are tracked.
     agent_id : written into every record (who wrote it).
     kill_switch : the process's switch (None: not persisted).
-    clock : monotonic seconds (the late-fill window).
+    market_interval_s : event time between two market records of a symbol.
     """
 
     def __init__(self, engine: ExecutionEngine, agent_id: str, kill_switch: KillSwitch | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.engine, self.agent_id, self.kill_switch, self.clock = engine, agent_id, kill_switch, clock
+                 market_interval_s: float = MARKET_INTERVAL_S) -> None:
+        self.engine, self.agent_id, self.kill_switch = engine, agent_id, kill_switch
+        self.market_interval_ns = round(market_interval_s * NS_PER_S)
         self.written: dict[str, dict[str, Any]] = {}  # parent_id -> last record written (committed or pending)
+        self.market_written: dict[str, int] = {}  # symbol -> last_ts of its last market record
         self.kill_written: KillSwitchCommand | None = None  # last kill-switch state written or read
-        self._ended: dict[str, tuple[Any, ...]] = {}  # parent_id -> fingerprint of its final record
-        self._ended_at: dict[str, float] = {}
-        self._frozen: set[str] = set()  # ended, written, out of the late-fill window
-        self._recheck_at = 0.0
 
     def collect(self) -> list[tuple[str, bytes | None]]:
-        """``(key, value)`` of every record to write in this step (value None = tombstone).
+        """``(key, value)`` of every record to write in this step (value None = tombstone): every
+        parent whose engine record differs from the last one written (only parents the engine
+        reports as changed are looked at), tombstones, the kill switch, then the symbols with an
+        active parent whose market state is due: at most :data:`MARKET_RECORDS_PER_STEP` a step, and
+        in a step that wrote parent records (a decision or a fill: latency first) only when overdue
+        (twice the interval).
 
         The caller produces them in the transaction of the step; on abort the
         process (or service) restarts from the topic, so ``written`` never
         runs ahead of what a successor would read."""
         out: list[tuple[str, bytes | None]] = []
-        parents = self.engine.parents
-        now = self.clock()
-        if self._frozen and now >= self._recheck_at:
-            self._frozen.clear()  # every FROZEN_RECHECK_S: one pass over all of them
-            self._recheck_at = now + FROZEN_RECHECK_S
-        frozen = self._frozen
-        for pid in [p for p in parents if p not in frozen] if frozen else list(parents):
-            st = parents[pid]
-            if st.done:
-                fp = _fingerprint(st)
-                if self._ended.get(pid) == fp:
-                    if st.status == COMPLETED or now - self._ended_at.get(pid, now) >= LATE_FILL_WINDOW_S:
-                        self._frozen.add(pid)
-                    continue
-                rec = self.engine.snapshot(pid)
-                prev = self.written.get(pid)
-                self._ended[pid] = fp
-                self._ended_at.setdefault(pid, now)
-                if prev is not None and _without_market(prev) == _without_market(rec):
-                    continue
-            else:
-                rec = self.engine.snapshot(pid)
-                if self.written.get(pid) == rec:
-                    continue
-            self.written[pid] = rec
-            out.append((pid, state_message(self.engine, pid, rec, self.agent_id)))
-        for pid in self.written.keys() - parents.keys():
-            del self.written[pid]
-            out.append((pid, None))
-            self._untrack(pid)
+        eng = self.engine
+        parents = eng.parents
+        for pid in eng.pop_changed():
+            if pid not in parents:
+                continue
+            rec = eng.snapshot(pid, market=False)
+            if self.written.get(pid) != rec:
+                self.written[pid] = rec
+                out.append((pid, state_message(eng, pid, rec, self.agent_id)))
+        if len(self.written) > len(parents) or not self.written.keys() <= parents.keys():
+            for pid in self.written.keys() - parents.keys():  # dropped after their retention
+                del self.written[pid]
+                out.append((pid, None))
         ks = self.kill_switch
         if ks is not None and ks.state.ts_ns and ks.state != self.kill_written:
             self.kill_written = ks.state
             out.append((KILL_SWITCH_KEY, ks.record()))
+        busy, room, interval = bool(out), MARKET_RECORDS_PER_STEP, self.market_interval_ns
+        for sym in list(eng.next_decisions()):  # symbols with an active parent
+            last_ts = eng.market(sym).last_ts
+            if last_ts <= -(2**62) or not room:
+                continue
+            age = last_ts - self.market_written.setdefault(sym, last_ts - interval)  # first seen: due
+            if age >= interval and (not busy or age >= 2 * interval):
+                self.market_written[sym] = last_ts
+                room -= 1
+                out.append((market_key(sym), market_message(eng, sym, self.agent_id)))
         return out
 
     def forget(self, parent_ids: Iterable[str]) -> None:
         """Stop tracking parents another agent owns now (no tombstone for them)."""
         for pid in parent_ids:
             self.written.pop(pid, None)
-            self._untrack(pid)
-
-    def _untrack(self, pid: str) -> None:
-        self._ended.pop(pid, None)
-        self._ended_at.pop(pid, None)
-        self._frozen.discard(pid)
-
-
-def _fingerprint(st: Any) -> tuple[Any, ...]:
-    return (st.status, st.filled, st.notional, len(st.fill_ids), st.next_period)
-
-
-def _without_market(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in rec.items() if k != "symbol"}
 
 
 def restore(engine: ExecutionEngine, tracker: StateTracker | None, records: dict[str, dict[str, Any]],
             owns: Callable[[str], bool]) -> list[dict[str, Any]]:
-    """Restore every record whose symbol this agent owns and whose parent the engine lacks.
+    """Restore the market states of the symbols this agent owns (when newer than the engine's), then
+    every parent record whose symbol it owns and whose parent the engine lacks.
 
     The kill-switch record (key :data:`KILL_SWITCH_KEY`) is merged into the tracker's
     switch (the newer change wins) and applied to the engine. Returns one summary per
     restored parent (``parent_id``, ``symbol``, ``status``, ``remaining``, ``next_period``)
     for the structured restore log line. Ended parents come back ended (late fills still
     count, ``GET /parents`` lists them until their retention passes), never active."""
+    for key, msg in sorted(records.items()):
+        if not key.startswith(MARKET_PREFIX) or msg.get("schema") != AgentMarketMsg.SCHEMA:
+            continue
+        sym = str(msg.get("symbol", ""))
+        if not owns(sym):
+            continue
+        try:
+            engine.restore_market(unpack_arrays(msg.get("market") or {}))
+        except (DataError, ValueError, KeyError, TypeError) as exc:
+            log.error("cannot restore the market state of %s from the state topic: %s", sym, exc)
+            continue
+        if tracker is not None:
+            tracker.market_written[sym] = int(engine.market(sym).last_ts)
     out: list[dict[str, Any]] = []
     kill = records.get(KILL_SWITCH_KEY)
     if kill is not None and tracker is not None and tracker.kill_switch is not None:
@@ -177,7 +253,7 @@ def restore(engine: ExecutionEngine, tracker: StateTracker | None, records: dict
                 tracker.kill_written = cmd
             tracker.kill_switch.apply(engine)
     for pid, msg in sorted(records.items()):
-        if pid == KILL_SWITCH_KEY:
+        if pid == KILL_SWITCH_KEY or pid.startswith(MARKET_PREFIX):
             continue
         rec = msg.get("engine") or {}
         sym = str(rec.get("parent", {}).get("symbol", ""))
@@ -190,7 +266,7 @@ def restore(engine: ExecutionEngine, tracker: StateTracker | None, records: dict
             continue
         st = engine.parents[pid]
         if tracker is not None:
-            tracker.written[pid] = rec
+            tracker.written[pid] = engine.snapshot(pid, market=False)
         out.append({"parent_id": pid, "symbol": sym, "status": st.status, "remaining": float(st.remaining),
                     "next_period": int(st.next_period)})
     return out

@@ -336,8 +336,7 @@ async def _thousand_scenario(bootstrap: str) -> None:
     await create_topics(conn, [topic], 1, compacted=True)
     eng, clock = ExecutionEngine(), [0]
     life = ParentLifecycle(60.0, wall_clock=lambda: clock[0])
-    seconds = iter(range(10**6))
-    tracker = StateTracker(eng, "a1", clock=lambda: float(next(seconds)))
+    tracker = StateTracker(eng, "a1")
     written = {"records": 0, "tombstones": 0}
     t0 = NS_PER_S * 1_743_687_000
 

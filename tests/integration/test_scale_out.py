@@ -70,7 +70,7 @@ async def _scale_scenario(bootstrap: str, tmp_path: Path) -> None:
                 while True:
                     st = await read_state(state_reader(conn), topics.agent_state)
                     if all(p.parent_id in st and (st[p.parent_id]["engine"]["next_period"] - 1) >= 3 for p in parents):
-                        owners.update({pid: r["agent_id"] for pid, r in st.items()})
+                        owners.update({p.parent_id: st[p.parent_id]["agent_id"] for p in parents})  # not markets
                         return
                     await asyncio.sleep(0.5)
 
@@ -116,7 +116,7 @@ async def _scale_scenario(bootstrap: str, tmp_path: Path) -> None:
                 a.stop()
             children = await read_topic(conn, topics.child_orders)
         sent = check_children(children, parents)
-        for pid, rec in final.items():
+        for pid, rec in ((p.parent_id, final[p.parent_id]) for p in parents):  # (the market records aside)
             assert rec["status"] == "completed", (pid, rec["status"], rec["remaining"])
             assert sent[pid] == pytest.approx(by_id[pid].quantity)
         print(f"\nscale-out: 3 agents, 6 partitions, 12 parents; killed {victim_id} owning {len(moved)} parent(s); "

@@ -137,6 +137,32 @@ def fit_quadratic(
     )
 
 
+class GridQuadratic:
+    """:func:`fit_quadratic` of one curve on a fixed size grid, the size moments computed once.
+
+    A parent order fits its quadratic on the same sizes at every decision; only the costs
+    change. ``fit(cost)`` returns exactly what ``fit_quadratic(sizes, cost)`` returns (the
+    same reductions over the same arrays) when every cost is finite, and falls back to it
+    otherwise.
+    """
+
+    def __init__(self, sizes: FloatArray, *, gamma_floor: float = GAMMA_FLOOR) -> None:
+        self.x = np.ascontiguousarray(sizes, dtype=np.float64).reshape(-1)
+        self.x2 = self.x * self.x
+        self.gamma_floor = gamma_floor
+        self._moments = (float(self.x.size), float(self.x2.sum()), float((self.x2 * self.x).sum()),
+                         float((self.x2 * self.x2).sum()))
+
+    def fit(self, cost: FloatArray) -> QuadraticFit:
+        c = np.asarray(cost, dtype=np.float64)
+        if c.shape != self.x.shape or not np.isfinite(c).all():
+            return fit_quadratic(self.x, c, gamma_floor=self.gamma_floor)
+        sw, sx2, sx3, sx4 = self._moments
+        return quadratic_from_moments(sw, sx2, sx3, sx4, float(c.sum()), float((self.x * c).sum()),
+                                      float((self.x2 * c).sum()), float((c * c).sum()),
+                                      gamma_floor=self.gamma_floor)
+
+
 def fit_power_law(
     sizes: FloatArray, cost: FloatArray, weights: FloatArray | None = None
 ) -> PowerLawFit:

@@ -14,10 +14,10 @@ import numpy as np
 from agent.core.forecast.profile import IntradayProfile
 from agent.core.impact.fit import (
     GAMMA_FLOOR,
+    GridQuadratic,
     PowerLawFit,
     QuadraticFit,
     fit_power_law,
-    fit_quadratic,
 )
 from agent.core.impact.symbol_curve import FloatArray, SymbolCostCurve
 from agent.core.market import SymbolMarket
@@ -34,6 +34,7 @@ class ParentImpact:
     def __init__(self, market: SymbolMarket, side: Side, half_life_s: float, sizes: FloatArray) -> None:
         self.market, self.side, self.half_life_s = market, side, float(half_life_s)
         self.sizes = np.asarray(sizes, dtype=np.float64)
+        self._grid = GridQuadratic(self.sizes)
         self._quad: QuadraticFit | None = None
         self._version, self._curve_id = -1, 0
 
@@ -61,7 +62,7 @@ class ParentImpact:
     def quadratic(self) -> QuadraticFit:
         """The quadratic fit of :meth:`average_curve` (cached per curve update): all a decision needs."""
         if self._quad is None or self._version != self.curve.version or self._curve_id != id(self.curve):
-            self._quad = fit_quadratic(self.sizes, self.average_curve())
+            self._quad = self._grid.fit(self.average_curve())
             self._version, self._curve_id = self.curve.version, id(self.curve)
         return self._quad
 

@@ -26,6 +26,7 @@ is the full QP restricted to schedules that are piecewise "even" in blocks.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +55,7 @@ class Layout:
         """Index of the slot containing each (in-range) period index."""
         act = self.n_active
         idx = np.searchsorted(self.starts[:act], period, side="right") - 1
-        return np.asarray(np.clip(idx, 0, max(act - 1, 0)), dtype=np.int64)
+        return np.asarray(np.minimum(np.maximum(idx, 0), max(act - 1, 0)), dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class Aggregated:
     risk_aa: FloatArray
 
 
+@functools.lru_cache(maxsize=4096)
 def make_layout(n_periods: int, n_slots: int, fine_slots: int) -> Layout:
     """Layout of ``n_periods`` periods on ``n_slots`` slots with ``fine_slots`` unblocked.
 
@@ -84,6 +86,9 @@ def make_layout(n_periods: int, n_slots: int, fine_slots: int) -> Layout:
     n_slots : fixed number of QP slots S >= 1.
     fine_slots : slots kept at one period when blocking is needed; clipped to
         ``[1, S - 1]`` so that at least one block exists.
+
+    Layouts are cached (every parent with the same shape asks for the same ones) and their
+    arrays are read-only.
     """
     if n_slots < 1:
         raise ValueError("n_slots must be >= 1")
@@ -99,6 +104,7 @@ def make_layout(n_periods: int, n_slots: int, fine_slots: int) -> Layout:
         if extra:
             sizes[n_slots - extra:] += 1
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+    sizes.flags.writeable = starts.flags.writeable = False  # cached and shared: read-only
     return Layout(sizes=sizes, starts=starts, n_periods=n_periods)
 
 
@@ -112,7 +118,13 @@ def aggregate(layout: Layout, beta: FloatArray, gamma: FloatArray, cap: FloatArr
     if act == 0:
         return Aggregated(out["beta"], out["gamma"], out["cap"], np.zeros(0),
                           out["m"], out["a"], out["aa"])
+    if act == layout.n_periods:  # one period per slot: the identity (same values, fewer array passes)
+        return _unblocked(s, act, beta, gamma, cap)
     m = sizes.astype(np.float64)
+    if np.isfinite(cap).all():  # the usual case (caps from volume and the trust region): fewer passes
+        cap_sum = np.add.reduceat(cap, starts)
+        if (cap_sum > 0).all():
+            return _by_cap(s, act, sizes, starts, m, beta, gamma, cap, cap_sum)
     m_per = np.repeat(m, sizes)
     finite = np.isfinite(cap)
     n_fin = np.add.reduceat(finite.astype(np.int64), starts)
@@ -130,11 +142,38 @@ def aggregate(layout: Layout, beta: FloatArray, gamma: FloatArray, cap: FloatArr
     # a_j = 1 - cumulative weight within the block (0 at the block's last period)
     cw = np.cumsum(w)
     block_base = np.repeat(cw[starts] - w[starts], sizes)
-    a = np.clip(1.0 - (cw - block_base), 0.0, 1.0)
+    a = np.minimum(np.maximum(1.0 - (cw - block_base), 0.0), 1.0)
     out["m"][:act] = m
     out["a"][:act] = np.add.reduceat(a, starts)
     out["aa"][:act] = np.add.reduceat(a * a, starts)
     return Aggregated(out["beta"], out["gamma"], out["cap"], w, out["m"], out["a"], out["aa"])
+
+
+def _by_cap(s: int, act: int, sizes: IntArray, starts: IntArray, m: FloatArray, beta: FloatArray,
+            gamma: FloatArray, cap: FloatArray, cap_sum: FloatArray) -> Aggregated:
+    """:func:`aggregate` when every cap is finite and every block's total positive: cap weights
+    in every block (the same operations as the general path takes for such blocks)."""
+    out = {k: np.zeros(s) for k in ("beta", "gamma", "cap", "m", "a", "aa")}
+    w = cap / np.repeat(cap_sum, sizes)
+    out["beta"][:act] = np.add.reduceat(w * beta, starts)
+    out["gamma"][:act] = np.add.reduceat(w * w * gamma, starts)
+    out["cap"][:act] = cap_sum
+    cw = np.cumsum(w)
+    a = np.minimum(np.maximum(1.0 - (cw - np.repeat(cw[starts] - w[starts], sizes)), 0.0), 1.0)
+    out["m"][:act] = m
+    out["a"][:act] = np.add.reduceat(a, starts)
+    out["aa"][:act] = np.add.reduceat(a * a, starts)
+    return Aggregated(out["beta"], out["gamma"], out["cap"], w, out["m"], out["a"], out["aa"])
+
+
+def _unblocked(s: int, act: int, beta: FloatArray, gamma: FloatArray, cap: FloatArray) -> Aggregated:
+    """:func:`aggregate` when every active slot holds one period: weights 1, the data unchanged,
+    ``m = 1`` and ``a = aa = 0`` (a block's last period has nothing left to trade in it)."""
+    b, g, u = np.zeros(s), np.zeros(s), np.zeros(s)
+    b[:act], g[:act], u[:act] = beta, gamma, cap
+    m = np.zeros(s)
+    m[:act] = 1.0
+    return Aggregated(b, g, u, np.ones(act), m, np.zeros(s), np.zeros(s))
 
 
 def expand(layout: Layout, x_slots: FloatArray, weights: FloatArray) -> FloatArray:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
 
 @dataclass
 class LotRounder:
@@ -37,7 +35,7 @@ class LotRounder:
         if 0 < tail < lot - 1e-9 and target - q >= 0.5 * tail:
             q = rem
         q = max(q, 0.0)
-        self.carry = float(np.clip(target - q, -lot, lot))
+        self.carry = float(min(max(target - q, -lot), lot))
         return q
 
     def state(self) -> dict[str, float]:

@@ -1,0 +1,109 @@
+"""What a Kafka transaction costs on this broker, by records per transaction: how to batch.
+
+The exactly-once service makes one transaction per step: the step's child
+orders, its state records (a parent's ~0.5 kB record per parent that changed,
+a symbol's ~70 kB market record at most every 10 s) and the consumed offsets.
+This measures, for ``k`` child-order-sized records (~450 bytes) per
+transaction, the parts of one transaction (``begin``, ``send`` = the records
+and their acks, ``offsets`` = ``send_offsets_to_transaction``, ``commit``)
+next to the same ``k`` records sent by the plain idempotent producer, all in
+one run on the same broker. The fixed part (offsets + commit) is what
+batching several parents' children into one transaction saves ``k - 1`` times.
+
+Usage: ``.venv/bin/python bench/txn.py [--bootstrap H:P] [--transactions 60] [--json bench/out/txn.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._common import environment, print_table, write_json  # noqa: E402
+from bench.live_io import bootstrap, release_lease  # noqa: E402
+
+RECORD = b'{"schema":"child_order.v1","child_order_id":"P-0001:17","parent_id":"P-0001","symbol":"S00",' + \
+    b'"side":"buy","quantity":100.0,"limit_price":10.03,"period_index":17,' + b'"x":"' + b"0" * 250 + b'"}'
+
+
+async def measure(conn: Any, k: int, n: int) -> dict[str, Any]:
+    """``n`` transactions of ``k`` records (and offsets), then ``n`` plain sends of ``k`` records."""
+    from feeds.kafka import KafkaSink, create_topics
+    from feeds.ports import OutRecord, TopicPartition
+
+    tag = uuid.uuid4().hex[:6]
+    topic, consumed = f"bench.txn.{tag}", f"bench.txn.in.{tag}"
+    await create_topics(conn, [topic, consumed])
+    recs = [OutRecord(topic, RECORD, key=f"P-{i:04d}".encode()) for i in range(k)]
+    parts: dict[str, list[float]] = {"begin": [], "send": [], "offsets": [], "commit": [], "total": []}
+    async with KafkaSink(conn, transactional_id=f"bench-txn-{tag}") as sink:
+        for i in range(n + 3):  # the first few warm up (coordinator lookup, first partition adds)
+            t0 = time.perf_counter()
+            await sink.begin()
+            t1 = time.perf_counter()
+            await sink.send_many(recs)
+            t2 = time.perf_counter()
+            await sink.send_offsets({TopicPartition(consumed, 0): i + 1}, f"bench-txn-group-{tag}")
+            t3 = time.perf_counter()
+            await sink.commit()
+            t4 = time.perf_counter()
+            if i >= 3:
+                for name, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0), strict=True):
+                    parts[name].append(dt * 1e3)
+    plain: list[float] = []
+    async with KafkaSink(conn) as sink:
+        for i in range(n + 3):
+            t0 = time.perf_counter()
+            await sink.send_many(recs)
+            if i >= 3:
+                plain.append((time.perf_counter() - t0) * 1e3)
+    row: dict[str, Any] = {"records": k}
+    for name, v in parts.items():
+        row[f"{name}_ms_p50"] = float(np.percentile(v, 50))
+        row[f"{name}_ms_p99"] = float(np.percentile(v, 99))
+    row["plain_ms_p50"], row["plain_ms_p99"] = float(np.percentile(plain, 50)), float(np.percentile(plain, 99))
+    row["txn_ms_per_record"] = row["total_ms_p50"] / k
+    row["txn_vs_plain"] = row["total_ms_p50"] / row["plain_ms_p50"]
+    return row
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    from feeds.kafka import KafkaConnection
+
+    conn = KafkaConnection(bootstrap_servers=bootstrap(args.bootstrap), client_id="bench-txn")
+    rows = [await measure(conn, k, args.transactions) for k in (1, 5, 20, 100)]
+    return {"rows": rows, "load_average": os.getloadavg(), "transactions": args.transactions}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bootstrap", default=None)
+    ap.add_argument("--transactions", type=int, default=60)
+    ap.add_argument("--json", default=str(ROOT / "bench" / "out" / "txn.json"))
+    args = ap.parse_args()
+    try:
+        res = asyncio.run(main_async(args))
+    finally:
+        release_lease()
+    print_table(res["rows"], ["records", "begin_ms_p50", "send_ms_p50", "offsets_ms_p50", "commit_ms_p50",
+                              "total_ms_p50", "total_ms_p99", "plain_ms_p50", "plain_ms_p99", "txn_ms_per_record",
+                              "txn_vs_plain"])
+    la = res["load_average"]
+    print(f"load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}")
+    res["environment"] = environment()
+    print(f"wrote {write_json(args.json, res)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
