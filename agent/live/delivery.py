@@ -214,11 +214,8 @@ class Transactional:
             inb, misplaced = self._split_misplaced(work.inbound)
 
             def step() -> tuple[StepResult, list[tuple[str, str | None, bytes | None]]]:
-                known = {pid: rec["parent"]["symbol"] for pid, rec in tracker.written.items()}
                 result = svc.driver.step(inb)
-                parents = svc.engine.parents
-                return result, [(key, parents[key].parent.symbol if key in parents else known.get(key), value)
-                                for key, value in tracker.collect()]
+                return result, [(key, tracker.symbol_of(key), value) for key, value in tracker.collect()]
 
             states: list[tuple[str, str | None, bytes | None]] = []
             res: StepResult | None = None

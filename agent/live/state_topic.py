@@ -172,6 +172,7 @@ class StateTracker:
         self.written: dict[str, dict[str, Any]] = {}  # parent_id -> last record written (committed or pending)
         self.market_written: dict[str, int] = {}  # symbol -> last_ts of its last market record
         self.kill_written: KillSwitchCommand | None = None  # last kill-switch state written or read
+        self._dropped: dict[str, str] = {}  # parent_id -> symbol of the last collect()'s tombstones
 
     def collect(self) -> list[tuple[str, bytes | None]]:
         """``(key, value)`` of every record to write in this step (value None = tombstone): every
@@ -194,9 +195,10 @@ class StateTracker:
             if self.written.get(pid) != rec:
                 self.written[pid] = rec
                 out.append((pid, state_message(eng, pid, rec, self.agent_id)))
+        self._dropped.clear()
         if len(self.written) > len(parents) or not self.written.keys() <= parents.keys():
             for pid in self.written.keys() - parents.keys():  # dropped after their retention
-                del self.written[pid]
+                self._dropped[pid] = str(self.written.pop(pid)["parent"]["symbol"])
                 out.append((pid, None))
         ks = self.kill_switch
         if ks is not None and ks.state.ts_ns and ks.state != self.kill_written:
@@ -213,6 +215,14 @@ class StateTracker:
                 room -= 1
                 out.append((market_key(sym), market_message(eng, sym, self.agent_id)))
         return out
+
+    def symbol_of(self, key: str) -> str | None:
+        """The symbol of a record :meth:`collect` returned (its partition's transaction carries it);
+        None for the kill switch (every partition's)."""
+        if key.startswith(MARKET_PREFIX):
+            return key[len(MARKET_PREFIX):]
+        rec = self.written.get(key)
+        return str(rec["parent"]["symbol"]) if rec is not None else self._dropped.get(key)
 
     def forget(self, parent_ids: Iterable[str]) -> None:
         """Stop tracking parents another agent owns now (no tombstone for them)."""

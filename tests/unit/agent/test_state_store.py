@@ -95,3 +95,22 @@ def test_restore_takes_owned_missing_parents_and_drop_forgets_unowned_ones() -> 
     assert restore(eng, tracker, records, owns=lambda s: True) == []  # present parents are kept
     assert drop_unowned(eng, tracker, owns=lambda s: s == "AAA") == ["P2"]
     assert set(eng.parents) == {"P1"} and "P2" not in tracker.written
+
+
+
+def test_every_record_names_the_symbol_whose_partition_commits_it() -> None:
+    """Per-partition transactions route a state record by its symbol: a parent's record and its
+    tombstone by the parent's symbol, a market record by its own, the kill switch by none."""
+    eng = _engine()
+    tracker = StateTracker(eng, "a1")
+    assert {k: tracker.symbol_of(k) for k, _ in tracker.collect()} == {"P1": "AAA", "P2": "BBB"}
+    eng.on_book(_book("AAA", 90), symbol="AAA")
+    tracker.collect()
+    out = tracker.collect()
+    assert [(k, tracker.symbol_of(k)) for k, _ in out] == [(market_key("AAA"), "AAA")]
+    eng.cancel("P2")
+    tracker.collect()
+    eng.drop("P2")
+    out = tracker.collect()
+    assert ("P2", None) in out and tracker.symbol_of("P2") == "BBB"  # the tombstone goes with BBB's partition
+    assert tracker.symbol_of("__kill_switch__") is None
