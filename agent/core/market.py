@@ -48,6 +48,8 @@ class SymbolMarket:
     curves: dict[tuple[Side, float], SymbolCostCurve] = field(default_factory=dict)
     cum_volume: float = 0.0
     sampler: BookSampler | None = None
+    updates: int = 0
+    """Batches added since this object was created (memory only: tells a writer the state moved)."""
 
     @classmethod
     def create(cls, symbol: str, s: MarketSettings, profile: IntradayProfile | None = None) -> SymbolMarket:
@@ -74,6 +76,7 @@ class SymbolMarket:
         """Add a time-ordered batch of this symbol's rows to every estimator."""
         if not len(part):
             return
+        self.updates += 1
         self.volume.update(part)
         self.volatility.update(part)
         trades = part.action == "T"
@@ -91,6 +94,7 @@ class SymbolMarket:
         """Take ``other``'s estimators in place (a restore with newer state): views keep working."""
         self.volume, self.volatility = other.volume, other.volatility
         self.curves, self.cum_volume = other.curves, other.cum_volume
+        self.updates += 1
         if self.sampler is not None and other.sampler is not None:  # the profile is the engine's
             other.sampler.profile = self.sampler.profile
         self.sampler = other.sampler if other.sampler is not None else self.sampler

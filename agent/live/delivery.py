@@ -22,11 +22,15 @@ the engine thread and publishes what it decided:
   nothing. Readers use ``read_committed``. Whoever is assigned ``p`` next
   starts producer ``p`` first, which fences this agent for ``p`` (a stalled
   agent can commit nothing for ``p`` afterwards) and settles its open
-  transaction at once. Rows that close no period may be held
-  (``md_buffer_rows``, :mod:`agent.live.engine_step`) past the transaction
-  that commits their offsets: after a crash the estimators miss them, as they
-  miss the rows since the symbol's last market record; decisions, children
-  and fills do not. Partition ownership and restore:
+  transaction at once. With ``service.market_state_interval_s`` = 0 (the
+  default under the event clock) every row reaches the engine in the step
+  whose transaction commits its offset, and that transaction carries the
+  market records of the symbols it fed: a restarted agent decides exactly as
+  an uninterrupted one. Otherwise (the wall clock: latency first) rows that
+  close no period may be held (``md_buffer_rows``, :mod:`agent.live.engine_step`)
+  past the transaction that commits their offsets: after a crash the
+  estimators miss them, as they miss the rows since the symbol's last market
+  record; decisions, children and fills do not. Partition ownership and restore:
   :mod:`agent.live.ownership`. A failed or timed-out transaction raises
   :class:`agent.core.errors.FeedError`: the app rebuilds the service from the
   state topic (crash-only recovery). Child orders and state records carry a
@@ -76,6 +80,10 @@ class Delivery(Protocol):
         """The service settings the engine step runs with."""
         ...
 
+    def every_row_in_its_step(self, settings: ServiceSection) -> bool:
+        """Every row must reach the engine within the step that consumed it (no deferred catch-up)."""
+        ...
+
     async def attach(self, svc: Host) -> None:
         """Called once the service's source has started."""
         ...
@@ -106,6 +114,9 @@ class AtLeastOnce:
 
     def engine_settings(self, settings: ServiceSection) -> ServiceSection:
         return settings
+
+    def every_row_in_its_step(self, settings: ServiceSection) -> bool:
+        return False
 
     async def attach(self, svc: Host) -> None:
         return None
@@ -177,7 +188,12 @@ class Transactional:
         t = self.topics
         return [t.md, t.parent_orders, t.fills]
 
+    def every_row_in_its_step(self, settings: ServiceSection) -> bool:
+        return settings.market_interval_s == 0  # exact market records (module docstring)
+
     def engine_settings(self, settings: ServiceSection) -> ServiceSection:
+        if self.every_row_in_its_step(settings):  # exact: every row fed before the transaction commits its offset
+            return settings.model_copy(update={"md_buffer_rows": 0})
         return settings  # held rows close no period: only the estimators can miss them (module docstring)
 
     async def attach(self, svc: Host) -> None:

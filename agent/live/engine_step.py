@@ -14,9 +14,10 @@ first tradable row at or after its boundary, as in replay). The step returns
 there, so its child orders go out at once. The rows that close no period (the
 tail of a deciding symbol, every row of the other symbols) are *held* and fed
 in bulk, one engine call per symbol, by a catch-up once
-``md_buffer_rows`` are held (every step with 0): with a ``defer`` callable (the
-service's executor) the catch-up is queued right behind the step, so it runs
-while the event loop publishes; every held row still reaches the estimators
+``md_buffer_rows`` are held: with a ``defer`` callable (the service's
+executor) the catch-up is queued right behind the step, so it runs while the
+event loop publishes (without one, and ``md_buffer_rows`` = 0, the step
+itself feeds every row before it returns: nothing is held past the step); every held row still reaches the estimators
 before any later decision, because rows of a symbol are always fed in order.
 
 Parent orders and fills before market data of the same instant: a step whose

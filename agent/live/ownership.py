@@ -72,7 +72,8 @@ class Ownership:
 
     def bind(self, service: Host) -> StateTracker:
         self._service = service
-        self.tracker = StateTracker(service.engine, self.agent_id, kill_switch=service.kill_switch)
+        self.tracker = StateTracker(service.engine, self.agent_id, kill_switch=service.kill_switch,
+                                    market_interval_s=service.settings.market_interval_s)
         return self.tracker
 
     async def revoked(self) -> None:

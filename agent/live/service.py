@@ -115,8 +115,9 @@ class AgentService:
                              max_parent_periods=self.settings.max_parent_periods,
                              dead_letter_log=RateLimitedLog.from_settings(log_settings or LogSection()))
         self.delivery: Delivery = delivery if delivery is not None else AtLeastOnce()
+        exact = self.delivery.every_row_in_its_step(self.settings)
         self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue,
-                                   defer=self._defer)
+                                   defer=None if exact else self._defer)
         self._jobs_queued = self._jobs_started = 0  # engine-thread jobs (steps, calls) submitted / begun
         self.driver.waiting = lambda: self._jobs_queued > self._jobs_started
         self.gate = ControlGate([self.topics.parent_orders, self.topics.fills],

@@ -31,10 +31,23 @@ class ServiceSection(Section):
     md_buffer_rows: int = Field(
         default=2000, ge=0, description="rows held back while no decision is due, then "
         "fed in one engine call (0 = feed every batch at once)")
+    market_state_interval_s: float | None = Field(
+        default=None, ge=0, description="exactly once: event time between two market-state records of a "
+        "symbol in the state topic. 0 = in every step that fed the symbol's rows, and no row is held past "
+        "the transaction that commits its offset: a restarted agent decides exactly as an uninterrupted "
+        "one (replayed data). > 0 = latency first: after a crash the estimators resume from a record up "
+        "to this old. None = 0 under the event clock, 10 under the wall clock")
     control_wait_ms: float = Field(
         default=2_000.0, ge=0, description="market data wait at most this long for the parent-order and "
         "fill partitions to catch up (parent orders and fills before market data of the same instant)")
     max_batch_records: int = Field(default=5000, gt=0)
+
+    @property
+    def market_interval_s(self) -> float:
+        """``market_state_interval_s`` resolved (see its description)."""
+        if self.market_state_interval_s is not None:
+            return self.market_state_interval_s
+        return 0.0 if self.clock == "event" else 10.0
     poll_timeout_ms: int = Field(default=50, gt=0)
     watchdog_interval_ms: int = Field(default=500, gt=0)
     no_data_alarm_s: float = Field(default=5.0, gt=0)

@@ -14,15 +14,19 @@ Two kinds of records share the compacted topic, so the newest of each key surviv
   the book sampler's position), written when it has moved on by at least
   ``market_interval_s`` of event time since the symbol's last record,
   preferably in a step that decided nothing (a step with decisions carries one
-  only when it is twice overdue), a few at a time;
+  only when it is twice overdue), a few at a time; with ``market_interval_s``
+  = 0 (exact, the default under the event clock) in every step that moved it;
 - the kill switch, key :data:`agent.live.kill_switch.KILL_SWITCH_KEY`.
 
 So a step costs one small record per parent that changed, not one large record
-per parent (the market state changes with every row). The price: after a
-crash the market estimators resume from the symbol's last record, up to
-``market_interval_s`` of event time older than the committed offsets; rows in
-between are not read again (estimators with half-lives of minutes lose at most
-that much data). Parent records, child orders and fills stay exactly once.
+per parent (the market state changes with every row). With an interval, the
+price: after a crash the market estimators resume from the symbol's last
+record, up to ``market_interval_s`` of event time older than the committed
+offsets; rows in between are not read again (estimators with half-lives of
+minutes lose at most that much data). With 0 (and every row fed before its
+offset is committed: :mod:`agent.live.delivery`) nothing is lost and a
+restart decides exactly as an uninterrupted run. Parent records, child orders
+and fills stay exactly once either way.
 
 - :class:`StateTracker` (engine thread): the records of the parents that changed since
   they were last written, tombstones, the kill switch and the market records that are due;
@@ -162,7 +166,8 @@ class StateTracker:
     engine : the decision core whose parents are tracked.
     agent_id : written into every record (who wrote it).
     kill_switch : the process's switch (None: not persisted).
-    market_interval_s : event time between two market records of a symbol.
+    market_interval_s : event time between two market records of a symbol; 0 = exact: a record of
+        every active symbol whose market state moved, in every step (no per-step cap, decisions or not).
     """
 
     def __init__(self, engine: ExecutionEngine, agent_id: str, kill_switch: KillSwitch | None = None, *,
@@ -171,6 +176,7 @@ class StateTracker:
         self.market_interval_ns = round(market_interval_s * NS_PER_S)
         self.written: dict[str, dict[str, Any]] = {}  # parent_id -> last record written (committed or pending)
         self.market_written: dict[str, int] = {}  # symbol -> last_ts of its last market record
+        self.market_seen: dict[str, int] = {}  # symbol -> SymbolMarket.updates at its last market record
         self.kill_written: KillSwitchCommand | None = None  # last kill-switch state written or read
         self._dropped: dict[str, str] = {}  # parent_id -> symbol of the last collect()'s tombstones
 
@@ -206,8 +212,17 @@ class StateTracker:
             out.append((KILL_SWITCH_KEY, ks.record()))
         busy, room, interval = bool(out), MARKET_RECORDS_PER_STEP, self.market_interval_ns
         for sym in list(eng.next_decisions()):  # symbols with an active parent
-            last_ts = eng.market(sym).last_ts
-            if last_ts <= -(2**62) or not room:
+            mkt = eng.market(sym)
+            last_ts = mkt.last_ts
+            if last_ts <= -(2**62):
+                continue
+            if interval == 0:  # exact: every symbol whose state moved, in this step's transaction
+                if self.market_seen.get(sym) != mkt.updates:
+                    self.market_seen[sym] = mkt.updates
+                    self.market_written[sym] = last_ts
+                    out.append((market_key(sym), market_message(eng, sym, self.agent_id)))
+                continue
+            if not room:
                 continue
             age = last_ts - self.market_written.setdefault(sym, last_ts - interval)  # first seen: due
             if age >= interval and (not busy or age >= 2 * interval):
@@ -253,6 +268,7 @@ def restore(engine: ExecutionEngine, tracker: StateTracker | None, records: dict
             continue
         if tracker is not None:
             tracker.market_written[sym] = int(engine.market(sym).last_ts)
+            tracker.market_seen[sym] = engine.market(sym).updates
     out: list[dict[str, Any]] = []
     kill = records.get(KILL_SWITCH_KEY)
     if kill is not None and tracker is not None and tracker.kill_switch is not None:

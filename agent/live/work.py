@@ -10,7 +10,7 @@ from agent.core.engine import ExecutionEngine
 from agent.live.engine_step import EngineDriver, StepResult
 from agent.live.intake import Inbound, Intake
 from agent.live.kill_switch import KillSwitch
-from agent.live.settings import TopicsSection
+from agent.live.settings import ServiceSection, TopicsSection
 from feeds.ports import OutRecord, Record
 
 T = TypeVar("T")
@@ -34,6 +34,7 @@ class Host(Protocol):
     driver: EngineDriver
     intake: Intake
     topics: TopicsSection
+    settings: ServiceSection
     sink: Any
     source: Any
     processed_ts: dict[str, int]

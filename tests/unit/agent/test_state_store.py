@@ -114,3 +114,17 @@ def test_every_record_names_the_symbol_whose_partition_commits_it() -> None:
     out = tracker.collect()
     assert ("P2", None) in out and tracker.symbol_of("P2") == "BBB"  # the tombstone goes with BBB's partition
     assert tracker.symbol_of("__kill_switch__") is None
+
+
+def test_exact_mode_writes_every_moved_symbol_in_every_step_decisions_or_not() -> None:
+    """``market_interval_s = 0`` (the event clock's default): the step that fed a symbol's rows carries its
+    market record, so the committed offsets and the market state always agree."""
+    eng = _engine()
+    tracker = StateTracker(eng, "a1", market_interval_s=0.0)
+    tracker.collect()
+    eng.on_book(_book("AAA", 61), symbol="AAA")  # P1 decides: a busy step still carries AAA's market
+    assert [key for key, _ in tracker.collect()] == ["P1", market_key("AAA")]
+    assert tracker.collect() == []  # nothing moved
+    eng.on_book(_book("BBB", 5), symbol="BBB")
+    eng.on_book(_book("AAA", 5, start_s=61), symbol="AAA")
+    assert sorted(key for key, _ in tracker.collect() if key.startswith(" ")) == [market_key("AAA"), market_key("BBB")]
