@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import aiokafka
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from feeds.kafka import KafkaConnection, KafkaSink
 from feeds.ports import OutRecord, Record, Source, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[2]
+KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
+
+
+class PrivateBroker:
+    """A broker owned by one test (own cache dir; jars shared with the session broker when present);
+    the ``private_broker`` fixture (``tests/integration/conftest.py``) starts and stops one."""
+
+    def __init__(self, base: Path) -> None:
+        self.env = dict(os.environ, KAFKA_LOCAL_DIR=str(base))
+        shared = ROOT / ".kafka-local" / "lib"
+        jars = sorted(shared.glob("kafka_*")) if shared.exists() else []
+        if jars and (jars[-1] / ".complete").exists():
+            self.env["KAFKA_LOCAL_LIB"] = str(jars[-1])
+
+    def run(self, cmd: str, timeout_s: float = 300) -> str:
+        res = subprocess.run([str(KAFKA_LOCAL), cmd], env=self.env, capture_output=True, text=True,
+                             timeout=timeout_s, check=False)
+        if res.returncode != 0:
+            pytest.fail(f"scripts/kafka-local {cmd} failed: {res.stderr[-2000:]}", pytrace=False)
+        return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
 
 
 def free_port() -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -235,18 +234,6 @@ def _count(kinds: list[str]) -> dict[str, int]:
     for k in kinds:
         out[k] = out.get(k, 0) + 1
     return out
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Any:
-    from tests.integration.test_outage import KAFKA_LOCAL, PrivateBroker
-
-    broker = PrivateBroker(tmp_path / "kafka")
-    bootstrap = broker.run("start")
-    try:
-        yield broker, bootstrap
-    finally:
-        subprocess.run([str(KAFKA_LOCAL), "stop"], env=broker.env, capture_output=True, timeout=120, check=False)
 
 
 def test_readiness_names_the_broker_during_an_outage_and_kafka_errors_are_two_lines(

@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import socket
-import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,7 +38,7 @@ from tests.integration.agent_process import (
     agent_env,
     book_row,
 )
-from tests.integration.kafka_helpers import read_topic
+from tests.integration.kafka_helpers import PrivateBroker, free_port, read_topic
 from tests.integration.test_crash_recovery import (
     check_children,
     make_topics,
@@ -53,46 +49,10 @@ from tests.integration.test_crash_recovery import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
 OUTAGE_S = 20.0
 QTY = 1000.0
 PERIODS = 50
 MAX_AGE_S = 2.0  # risk.max_snapshot_age_ms default
-
-
-class PrivateBroker:
-    """A broker owned by one test (own cache dir; jars shared with the session broker when present)."""
-
-    def __init__(self, base: Path) -> None:
-        self.env = dict(os.environ, KAFKA_LOCAL_DIR=str(base))
-        shared = ROOT / ".kafka-local" / "lib"
-        jars = sorted(shared.glob("kafka_*")) if shared.exists() else []
-        if jars and (jars[-1] / ".complete").exists():
-            self.env["KAFKA_LOCAL_LIB"] = str(jars[-1])
-
-    def run(self, cmd: str, timeout_s: float = 300) -> str:
-        res = subprocess.run([str(KAFKA_LOCAL), cmd], env=self.env, capture_output=True, text=True,
-                             timeout=timeout_s, check=False)
-        if res.returncode != 0:
-            pytest.fail(f"scripts/kafka-local {cmd} failed: {res.stderr[-2000:]}", pytrace=False)
-        return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[tuple[PrivateBroker, str]]:
-    broker = PrivateBroker(tmp_path / "kafka")
-    bootstrap = broker.run("start")
-    try:
-        yield broker, bootstrap
-    finally:
-        subprocess.run([str(KAFKA_LOCAL), "stop"], env=broker.env, capture_output=True, timeout=120, check=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def scrape(port: int) -> dict[str, float]:

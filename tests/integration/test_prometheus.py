@@ -44,8 +44,8 @@ from feeds.kafka import KafkaConnection, KafkaSink
 from feeds.ports import OutRecord
 from feeds.wire import codec
 from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env, book_row
+from tests.integration.kafka_helpers import PrivateBroker, free_port
 from tests.integration.test_crash_recovery import make_topics, publish_parents, setup_topics
-from tests.integration.test_outage import PrivateBroker, free_port
 from tests.monitoring import (
     PENDING_METRICS,
     PROMETHEUS_LOCAL,
@@ -59,7 +59,6 @@ from tests.monitoring import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-KAFKA_LOCAL = Path(__file__).resolve().parents[2] / "scripts" / "kafka-local"
 DATA_TIMEOUT_S = 40.0
 ALERT_TIMEOUT_S = 30.0
 
@@ -123,16 +122,6 @@ def prometheus(tmp_path: Path) -> Iterator[LocalPrometheus]:
         yield prom
     finally:
         prom.stop()
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[tuple[PrivateBroker, str]]:
-    broker = PrivateBroker(tmp_path / "kafka")
-    bootstrap = broker.run("start")
-    try:
-        yield broker, bootstrap
-    finally:
-        subprocess.run([str(KAFKA_LOCAL), "stop"], env=broker.env, capture_output=True, timeout=120, check=False)
 
 
 def agent_metrics(port: int) -> tuple[set[str], set[str]]:

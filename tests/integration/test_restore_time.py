@@ -3,14 +3,17 @@
 Two real agent processes, two partitions, four parents (1 s periods).
 
 1. *Survivor*: the agent owning partition 0 is killed while one of its
-   transactions is open. To be sure of that it is first stopped (SIGSTOP) at
-   random moments until, seen from outside, a partition of the state topic
-   keeps the same last stable offset below its high watermark for 0.3 s (a
-   transaction that old can only be the stopped agent's: a live agent's take
-   milliseconds); then SIGKILL. The other agent takes the partition after the
-   session timeout (6 s); starting the partition's producer aborts the open
-   transaction at once (no wait for ``transaction_timeout_ms`` and the
-   broker's abort sweep).
+   transactions is open. To be sure of that the state topic's partitions are
+   polled from outside in a tight loop; the moment one shows a last stable
+   offset below its high watermark (a transaction in flight) the agent is
+   stopped (SIGSTOP), and it counts as caught when a partition then keeps the
+   same last stable offset below its high watermark for 0.3 s (a transaction
+   that old can only be the stopped agent's: a live agent's take
+   milliseconds); then SIGKILL. Otherwise it is resumed and the polling goes
+   on (deadline :data:`CATCH_DEADLINE_S`). The other agent takes the
+   partition after the session timeout (6 s); starting the partition's
+   producer aborts the open transaction at once (no wait for
+   ``transaction_timeout_ms`` and the broker's abort sweep).
 2. *Restarted*: the survivor, now owning everything, is killed the same way
    and restarted at once (same ``agent_id``: static membership, same
    assignment without waiting for the session timeout).
@@ -25,7 +28,6 @@ scale-out and chaos tests).
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from collections import Counter
@@ -50,10 +52,10 @@ from tests.integration.test_zombie import symbols_by_partition, writer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-PERIODS = 50
-QTY = 1000.0
+CATCH_DEADLINE_S = 90.0
+PERIODS = 300  # the parents outlive both phases even when catching a transaction takes the whole deadline
+QTY = 20.0 * PERIODS
 BUDGET_S = 10.0
-SEED = 20250413
 
 
 class OpenTransactions:
@@ -74,6 +76,19 @@ class OpenTransactions:
             out[p] = (lso, hw)
         return out
 
+    def open_now(self) -> int | None:
+        """The first partition whose last stable offset is below its high watermark, or None.
+
+        The last stable offset is read before the high watermark, so a transaction that
+        appended between the two reads counts too (the caller only uses it as a trigger)."""
+        for p in self.partitions:
+            tp = TopicPartition(self.topic, p)
+            lso = self._c["read_committed"].get_watermark_offsets(tp, timeout=5)[1]
+            hw = self._c["read_uncommitted"].get_watermark_offsets(tp, timeout=5)[1]
+            if lso < hw:
+                return p
+        return None
+
     def stuck(self, hold_s: float = 0.3) -> dict[int, int]:
         """``partition -> LSO`` of the partitions with a transaction open at least ``hold_s``."""
         a = self.offsets()
@@ -86,19 +101,47 @@ class OpenTransactions:
             c.close()
 
 
-def kill_inside_a_transaction(agent: AgentProcess, watch: OpenTransactions, rng: random.Random) -> tuple[float, dict[int, int]]:
-    """Stop ``agent`` at random moments until it holds an open transaction, then SIGKILL it.
-    Returns the kill time and the stuck partitions' LSO."""
-    for _ in range(60):
-        time.sleep(rng.uniform(0.05, 0.4))
+def kill_inside_a_transaction(agent: AgentProcess, watch: OpenTransactions,
+                              deadline_s: float = CATCH_DEADLINE_S) -> tuple[float, dict[int, int], dict[str, Any]]:
+    """SIGKILL ``agent`` while one of its transactions is open on a state-topic partition.
+
+    The state topic is polled in a tight loop (about 1 ms per request on a local
+    broker); the moment a partition shows a transaction in flight the agent is
+    stopped, and it is killed only once :meth:`OpenTransactions.stuck` confirms a
+    transaction held open while it is stopped; otherwise it is resumed and the
+    polling goes on until ``deadline_s``. The agent writes its parents' state
+    records in every step with market data (the records carry the symbol's market
+    state) while they are active, so its transactions reach the state topic
+    several times a second; the child-orders topic is not watched: a child order
+    goes in the same transaction as its parent's state record, on the partition
+    of the same number (both keyed by ``parent_id``, both topics with the same
+    partition count), so it would add polls but no transaction.
+
+    Returns the kill time, the stuck partitions' LSO and the catch statistics."""
+    t0 = time.monotonic()
+    polls = seen = open_after_pause = 0
+    while time.monotonic() - t0 < deadline_s:
+        polls += 1
+        if watch.open_now() is None:
+            continue
+        seen += 1
         agent.pause()
-        stuck = watch.stuck()
+        # a transaction that committed before the SIGSTOP landed: resume at once (no 0.3 s hold)
+        stuck = {}
+        if watch.open_now() is not None:
+            open_after_pause += 1
+            stuck = watch.stuck()
         if stuck:
             t_kill = time.time()
             agent.kill()
-            return t_kill, stuck
+            return t_kill, stuck, {"catch_s": time.monotonic() - t0, "polls": polls, "seen": seen,
+                                   "open_after_pause": open_after_pause}
         agent.resume()
-    raise AssertionError("never caught the agent inside a transaction in 60 tries")
+    raise AssertionError(
+        f"never caught the agent inside a transaction in {deadline_s:.0f} s: {polls} poll(s) of the state "
+        f"topic's {len(watch.partitions)} partition(s), {seen} saw a transaction in flight (last stable offset "
+        f"below the high watermark) and paused the agent, {open_after_pause} still saw one right after "
+        f"the SIGSTOP, none held it for 0.3 s")
 
 
 def settled(watch: OpenTransactions, stuck: dict[int, int], timeout_s: float = 30.0) -> float:
@@ -130,7 +173,6 @@ async def _restore_scenario(bootstrap: str, tmp_path: Path) -> None:
     agents = {f"r{i}-{tag}": AgentProcess(agent_env(bootstrap, topics, agent_id=f"r{i}-{tag}", group_id=f"g-{tag}"),
                                           tmp_path / f"agent{i}.log") for i in range(2)}
     watch = OpenTransactions(bootstrap, topics.agent_state, 2)
-    rng = random.Random(SEED)
     phases: list[dict[str, Any]] = []
     try:
         async with Market(conn, topics.md, symbols, rate_hz=10.0), Venue(conn, topics):
@@ -156,7 +198,7 @@ async def _restore_scenario(bootstrap: str, tmp_path: Path) -> None:
                          else {p.parent_id for p in parents})
                 assert moved, (case, dead_id, state)
                 n_before = len(heir.restores())
-                t_kill, stuck = await asyncio.to_thread(kill_inside_a_transaction, dead, watch, rng)
+                t_kill, stuck, catch = await asyncio.to_thread(kill_inside_a_transaction, dead, watch)
                 if restart:
                     heir.start()
                 t_settled = await asyncio.to_thread(settled, watch, stuck)
@@ -164,7 +206,8 @@ async def _restore_scenario(bootstrap: str, tmp_path: Path) -> None:
                                f"{case}: the parents restored", 40)
                 t_restored = time.time()
                 phases.append({"case": case, "dead": dead_id, "heir": heir_id, "t_kill": t_kill, "moved": moved,
-                               "settled_s": t_settled - t_kill, "restored_s": t_restored - t_kill, "stuck": stuck})
+                               "settled_s": t_settled - t_kill, "restored_s": t_restored - t_kill, "stuck": stuck,
+                               "catch": catch})
                 await asyncio.sleep(4.0)  # let it trade before the next kill
 
             await asyncio.sleep(2.0)
@@ -180,8 +223,11 @@ async def _restore_scenario(bootstrap: str, tmp_path: Path) -> None:
         firsts = [m.timestamp_ms / 1000 for m in children if m.json()["parent_id"] in ph["moved"]
                   and writer(m) == ph["heir"] and m.timestamp_ms / 1000 > ph["t_kill"]]
         ph["first_child_s"] = min(firsts) - ph["t_kill"] if firsts else float("inf")
+        c = ph["catch"]
         print(f"\nrestore ({ph['case']}): killed {ph['dead']} inside a transaction (open on state partition(s) "
-              f"{sorted(ph['stuck'])}); open transaction settled after {ph['settled_s']:.1f} s, "
+              f"{sorted(ph['stuck'])}; caught after {c['catch_s']:.1f} s: {c['polls']} poll(s), {c['seen']} saw a "
+              f"transaction in flight and paused the agent, {c['open_after_pause']} still open after the "
+              f"SIGSTOP); open transaction settled after {ph['settled_s']:.1f} s, "
               f"{len(ph['moved'])} parent(s) restored by {ph['heir']} after {ph['restored_s']:.1f} s, "
               f"first child order of a moved parent after {ph['first_child_s']:.1f} s")
     ids = Counter(m.json()["child_order_id"] for m in children)
