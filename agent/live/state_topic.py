@@ -83,6 +83,11 @@ class AgentMarketMsg(WireMessage):
     market: dict[str, Any] = Field(default_factory=dict)
 
 
+def parent_records(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The parents' records of :func:`read_state`'s result (market and kill-switch records left out)."""
+    return {k: v for k, v in records.items() if not k.startswith(MARKET_PREFIX) and k != KILL_SWITCH_KEY}
+
+
 def market_key(symbol: str) -> str:
     """State-topic key of a symbol's market record (never a valid ``parent_id``: leading blank)."""
     return MARKET_PREFIX + symbol

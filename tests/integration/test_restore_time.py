@@ -38,7 +38,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from agent.core.model import NS_PER_S, ParentOrder
-from agent.live.state_topic import read_state
+from agent.live.state_topic import parent_records, read_state
 from feeds.kafka import KafkaConnection, create_topics
 from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env
 from tests.integration.outside import LOG_APPEND_TIME, read_committed
@@ -182,7 +182,7 @@ async def _restore_scenario(bootstrap: str, tmp_path: Path) -> None:
 
             async def owners() -> dict[str, str]:
                 while True:
-                    st = await read_state(state_reader(conn), topics.agent_state)
+                    st = parent_records(await read_state(state_reader(conn), topics.agent_state))
                     if all(p.parent_id in st and st[p.parent_id]["engine"]["next_period"] >= 4 for p in parents):
                         return {pid: r["agent_id"] for pid, r in st.items()}
                     await asyncio.sleep(0.3)
@@ -193,7 +193,7 @@ async def _restore_scenario(bootstrap: str, tmp_path: Path) -> None:
             for case, dead_id, heir_id, restart in (("survivor", victim_id, survivor_id, False),
                                                     ("restarted", survivor_id, survivor_id, True)):
                 dead, heir = agents[dead_id], agents[heir_id]
-                state = await read_state(state_reader(conn), topics.agent_state)
+                state = parent_records(await read_state(state_reader(conn), topics.agent_state))
                 moved = ({pid for pid, r in state.items() if r["agent_id"] == dead_id} if case == "survivor"
                          else {p.parent_id for p in parents})
                 assert moved, (case, dead_id, state)
