@@ -172,8 +172,11 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
     engine = ExecutionEngine(clock=time.time_ns)
     metrics = AgentMetrics.create(CollectorRegistry())
     reports: list[Any] = []
-    svc = await build_service(conn, topics, engine, metrics, ServiceSection(poll_timeout_ms=20, max_batch_records=5000),
-                              exactly_once=exactly_once, on_step=reports.append)
+    # the data stand in for a live feed: market records at the wall clock's interval (not the event
+    # clock's exact every-step records, which are for re-processing history: agent.live.delivery)
+    settings = ServiceSection(poll_timeout_ms=20, max_batch_records=5000, market_state_interval_s=10.0)
+    svc = await build_service(conn, topics, engine, metrics, settings, exactly_once=exactly_once,
+                              on_step=reports.append)
     items = parents(stagger_s)
     if exactly_once:
         await publish_parents(conn, topics.parent_orders, items)
