@@ -118,8 +118,11 @@ async def build_service(conn: Any, topics: Any, engine: Any, metrics: Any, setti
     from agent.app.config import AgentConfig
     from agent.live.metrics import ReliabilityMetrics
     from agent.live.settings import KafkaSection
+    from feeds.kafka import create_topics
 
     group = f"bench-agent-{uuid.uuid4().hex[:6]}"
+    # keyed by symbol with the md topic's partition count (partition p of each input topic: the same symbols)
+    await create_topics(conn, [topics.parent_orders, topics.fills], partitions=4)
     cfg = AgentConfig(topics=topics, service=settings.model_copy(update={"clock": clock}),
                       kafka=KafkaSection(bootstrap_servers=conn.bootstrap_servers, group_id=group, agent_id=group,
                                          exactly_once=exactly_once))
