@@ -43,13 +43,14 @@ from agent.core.market import MarketSettings, SymbolMarket
 from agent.core.model import BookLike, Fill, ParentOrder
 from agent.core.mpc.rounding import LotRounder
 from agent.core.parent_state import (
+    ACTIVE,
     CANCELLED,
     COMPLETED,
     BookResult,
     FillOutcome,
     ParentState,
 )
-from agent.core.policy import EngineSettings, PolicyFactory, mpc_policy
+from agent.core.policy import ENDED_POLICY, EngineSettings, PolicyFactory, mpc_policy
 
 __all__ = ["ExecutionEngine"]
 
@@ -115,7 +116,9 @@ class ExecutionEngine:
         self._changed[st.parent.parent_id] = None
         self._due_stale.add(st.parent.symbol)
 
-    def _new_state(self, parent: ParentOrder) -> ParentState:
+    def _new_state(self, parent: ParentOrder, *, active: bool = True) -> ParentState:
+        """A parent's engine state; an ended one (``active=False``: a restore) never decides, so its
+        policy is not built (an MPC policy sets up its QP: about a millisecond, more for long orders)."""
         s = self.settings
         mkt = self.market(parent.symbol)
         sizes = default_sizes(parent.quantity, parent.n_periods, multiple=s.size_grid_multiple)
@@ -124,7 +127,7 @@ class ExecutionEngine:
         forecaster = (ParentForecaster(parent.side, sizes, s.reversion, profile=self.profile,
                                        penalty_ticks=s.penalty_ticks, tick=s.tick)
                       if s.forecast == "reverting" else None)
-        return ParentState(parent, self.policy_factory(parent, s),
+        return ParentState(parent, self.policy_factory(parent, s) if active else ENDED_POLICY,
                            ParentImpact(mkt, parent.side, s.impact_half_life_s, sizes), now,
                            LotRounder(s.risk.venue.instrument(parent.symbol).lot_for(parent.lot_size)),
                            forecaster=forecaster)
@@ -304,7 +307,7 @@ class ExecutionEngine:
         mkt = self.market(parent.symbol)
         if market is not None and market.last_ts >= mkt.last_ts:
             mkt.assign(market)
-        st = self._new_state(parent)
+        st = self._new_state(parent, active=fields["status"] == ACTIVE)
         for name, value in fields.items():
             setattr(st, name, value)
         if st.forecaster is not None and self.profile is not None:

@@ -109,6 +109,18 @@ class MPCPolicy:
         )
 
 
+class EndedPolicy:
+    """The policy of a parent restored after it ended: it never decides."""
+
+    name = "ended"
+
+    def decide(self, d: DecisionInput) -> Plan:
+        raise RuntimeError("an ended parent does not decide")
+
+
+ENDED_POLICY = EndedPolicy()
+
+
 def mpc_policy(parent: ParentOrder, settings: EngineSettings) -> Policy:
     return MPCPolicy(parent, settings)
 

@@ -4,6 +4,7 @@ tombstones after the retention, none for parents handed to another agent)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -176,3 +177,25 @@ def test_a_restore_after_finished_parents_brings_none_back_as_active(retention_s
         assert records == {} and restored == []  # all tombstoned
     else:
         assert len(restored) == N_FINISHED
+
+
+def test_restoring_an_ended_parent_builds_no_policy_an_active_one_builds_one() -> None:
+    """A restore after many finished parents must not set up a QP for each (they never decide again)."""
+    from agent.core.policy import mpc_policy
+
+    built: list[str] = []
+
+    def counting(parent: ParentOrder, settings: Any) -> Any:
+        built.append(parent.parent_id)
+        return mpc_policy(parent, settings)
+
+    src = ExecutionEngine()
+    src.submit(_parent("P1"))
+    src.submit(_parent("P2"))
+    src.cancel("P1")
+    fresh = ExecutionEngine(policy_factory=counting)
+    for pid in ("P1", "P2"):
+        fresh.restore(src.snapshot(pid))
+    assert built == ["P2"]
+    assert fresh.snapshot("P1") == src.snapshot("P1")
+    assert fresh.parents["P1"].policy.name == "ended" and fresh.parents["P2"].policy.name == "mpc"
