@@ -174,7 +174,7 @@ def impact_from_files(
 ) -> dict[str, Any]:
     """Read ``paths`` (one path or several; default: the embedded sample day) and run :func:`fit_periods`.
 
-    ``symbol`` defaults to the first symbol in the data. The result also
+    ``symbol`` defaults to the data's first symbol by name (as ``replay``'s). The result also
     carries ``"files"`` and ``"rejected"`` (rows dropped by validation, per reason).
     """
     from feeds.files.readers import read_book
@@ -191,7 +191,7 @@ def impact_from_files(
         raise DataError(f"no usable snapshot in {res.files or list(paths)}"
                         + (f" for symbol {symbol!r}" if symbol else ""))
     if symbol is None:
-        batch = batch.for_symbol(batch.symbols()[0])
+        batch = batch.for_symbol(min(batch.symbols()))
     out = fit_periods(batch, side=side, period_s=period_s, quantity=quantity,
                       participation=participation, n_periods=n_periods)
     out["files"] = [str(f) for f in res.files]

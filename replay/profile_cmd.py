@@ -180,7 +180,7 @@ def replay_inputs(paths: Sequence[str] | None, fmt: str, symbol: str | None, tz:
     if not files:
         raise ConfigError("no --data given and the embedded sample is missing; pass --data PATH...")
     data = read_days(files, fmt, symbol=symbol, tz=tz)
-    sym = symbol or data.symbols[0]
+    sym = symbol or min(data.symbols)  # the first by name, as fit's default
     days = data.by_symbol[sym]
     hist = days.history_dates
     notes = [f"replayed day: {sym} {days.day} ({tz}); history: "

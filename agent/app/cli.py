@@ -27,7 +27,7 @@ def _add_data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--data", nargs="+", metavar="PATH", required=required,
                    help="data file(s); default: the embedded sample day")
     p.add_argument("--format", default="auto", choices=FORMATS, help="file format (default: detect)")
-    p.add_argument("--symbol", default=None, help="symbol to use (default: the first in the data)")
+    p.add_argument("--symbol", default=None, help="symbol to use (default: the first by name in the data)")
 
 
 def build_parser() -> argparse.ArgumentParser:
