@@ -13,9 +13,13 @@ Reported per case (engine-thread CPU time, ``time.thread_time``: on a shared mac
 mostly measures the other jobs): CPU time ``wall_s``, microseconds per row (all rows fed, all symbols), decisions taken
 the time spent in the policies (the QP solves: one per decision, so it grows with parents by
 nature), the per-row cost without it, and its ratio to the 1-parent case of the same layout,
-measured in the same run. Since the
-per-symbol market state (one book walk per symbol and row, shared by its parents) the cost
-per row grows with symbols, not parents; what grows with parents is the decisions (one QP each).
+measured in the same run. The per-row work is per symbol, shared by its parents: with the
+reverting forecast (default) the symbol's sampler keeps one row per 10 s grid point and each
+parent walks those when it decides (``walks_per_row`` 0: no per-row book walk at all); with
+``forecast = "ewma"`` the symbol's cost curves walk every row once per side (2). What grows with
+parents is the decisions (a forecast fit and a QP each, ~1 ms): with 10-minute periods on one
+symbol a decision costs about as much as the per-row work of a whole period, so the per-row
+ratio to one parent grows with parents however cheap the rows are.
 Target (issue: one engine loop): 100 parents on one symbol cost at most 3x one parent per row.
 The "walk" columns isolate the per-row part: rows x walks the market state did, which must not
 depend on the number of parents.

@@ -199,6 +199,8 @@ class RecedingHorizonQP:
         if not valid:
             return self._fallback("invalid_input", r_tot, b, g, u, w, t0, exact_ok=False)
         shortfall = max(0.0, r_tot - float(np.sum(u)))
+        if shortfall > 0.0:  # the caps bind in every period: the one feasible plan is every cap
+            return self._at_caps(u, b, g, r_tot, shortfall, w, t0)
         layout = make_layout(n, self.n_slots, self.settings.fine_slots)
         agg = aggregate(layout, b, g, u)
         unit = r_tot / self._effective_periods(n)
@@ -224,6 +226,18 @@ class RecedingHorizonQP:
         obj = model_cost(sched, b, g, remaining=r_tot, risk_aversion=w, sigma=1.0)
         info = SolverInfo("osqp", status, iters, _us(t0))
         return Plan(sched, obj, shortfall, info, None)
+
+    def _at_caps(self, u: FloatArray, b: FloatArray, g: FloatArray, r_tot: float, shortfall: float,
+                 w: float, t0: float) -> Plan:
+        """The plan when ``sum(cap) < R``: ``x_k = cap_k`` is the only feasible schedule (no solve).
+
+        OSQP would be asked for a feasible set of one point; it often reports it
+        primal infeasible within its tolerance, which is not a solver failure.
+        """
+        sched = u.copy()
+        self._prev = _Previous(sched)
+        obj = model_cost(sched, b, g, remaining=r_tot, risk_aversion=w, sigma=1.0)
+        return Plan(sched, obj, shortfall, SolverInfo("closed_form", "caps_bind", 0, _us(t0)))
 
     def _effective_periods(self, n: int) -> int:
         """Periods the previous plan still trades in (scale of the variables), else n."""

@@ -108,6 +108,22 @@ def test_solve_caps_too_tight_reports_shortfall_and_trades_every_cap() -> None:
     assert np.allclose(plan.schedule, cap, rtol=1e-9)
 
 
+def test_caps_that_bind_everywhere_are_the_plan_without_a_solve_or_a_fallback() -> None:
+    """``sum(cap) < R``: the one feasible plan. Seen in ``bench/engine.py`` (FROG, 1,000 parents):
+    OSQP reported such a one-point feasible set primal infeasible and the plan went to a fallback,
+    logged as a warning."""
+    beta = np.r_[0.1376, np.full(18, 0.0347)]
+    gamma = np.r_[3.6723e-05, np.full(18, 8.9567e-05)]
+    cap = np.full(19, 166.6544)
+    qp = RecedingHorizonQP(39, settings=UNTIMED)
+    qp.solve(3800.0, np.full(20, 0.0347), np.full(20, 8.9567e-05), np.full(20, 190.0))  # a previous plan
+    plan = qp.solve(3600.0, beta, gamma, cap)
+    assert plan.fallback is None and dict(qp.fallbacks) == {}
+    assert (plan.solver.name, plan.solver.status, plan.solver.iterations) == ("closed_form", "caps_bind", 0)
+    assert np.array_equal(plan.schedule, cap)
+    assert plan.shortfall == pytest.approx(3600.0 - cap.sum(), rel=1e-12)
+
+
 def test_solve_first_slot_limit_caps_period_zero_and_moves_volume_later() -> None:
     n = 30
     beta, gamma = np.full(n, 0.01), np.full(n, 1e-5)

@@ -106,7 +106,8 @@ def test_plan_data_file_fits_impact_from_real_frog_day(tmp_path: Path) -> None:
     assert len(out["schedule"]) == 30
     assert sum(out["schedule"]) + out["shortfall"] == pytest.approx(5000, rel=1e-6)
     assert out["sigma"] > 0  # fitted volatility used for the risk term
-    assert out["solver"]["name"] == "osqp"
+    # the day's participation caps hold less than 5,000 shares: every cap is the plan, without a solve
+    assert out["shortfall"] > 0 and out["solver"]["name"] == "closed_form"
 
 
 def test_plan_offline_large_horizon_is_unblocked_and_matches_oracle() -> None:
