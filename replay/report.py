@@ -51,6 +51,7 @@ EXECUTION_COLUMNS: tuple[Column, ...] = (
     ("strategy", "strategy", "{}"), ("filled sh", "filled_quantity", "{:,.0f}"),
     ("fill %", "fill_rate", "{:.1%}"), ("avg px $", "average_price", "{:.4f}"),
     ("part %", "participation", "{:.1%}"), ("max part %", "max_participation", "{:.0%}"),
+    ("max 5m part %", "max_participation_5min", "{:.0%}"),
     ("children", "child_orders", "{:,.0f}"), ("solve p50 us", "solve_us_p50", "{:,.0f}"),
     ("solve p99 us", "solve_us_p99", "{:,.0f}"), ("fallbacks", "fallbacks", "{:,.0f}"),
 )

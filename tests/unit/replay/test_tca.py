@@ -13,7 +13,15 @@ from agent.core.model import NS_PER_S, ChildOrder, Fill, ParentOrder
 from feeds.book import BookBatch
 from feeds.files.parquet import write_parquet
 from replay.runner import StrategyRun
-from replay.tca import CONTRACT_FIELDS, Market, aggregate, analyse, compare, paired_comparison
+from replay.tca import (
+    CONTRACT_FIELDS,
+    Market,
+    aggregate,
+    analyse,
+    compare,
+    max_rolling_ratio,
+    paired_comparison,
+)
 from tests.unit.agent.books import T0, ladder_book
 
 MIN = 60 * NS_PER_S
@@ -105,6 +113,20 @@ def test_vwap_shortfall_and_realised_participation_per_period() -> None:
     assert t["vwap_shortfall_bps"] == pytest.approx(1e4 * (avg - vwap) / vwap)
     # 6 trades of 100 per minute: 300 / 600 in period 0, 30 / 600 in period 2
     assert t["max_participation"] == pytest.approx(0.5)
+    # 5 minutes are more than the 3-period window: one run of all of it, 330 / 1,800
+    assert t["max_participation_5min"] == pytest.approx(330 / 1800)
+
+
+def test_max_rolling_ratio_takes_runs_of_k_periods_with_market_volume() -> None:
+    ours = np.array([10.0, 0.0, 50.0, 0.0, 0.0, 30.0])
+    theirs = np.array([100.0, 0.0, 10.0, 0.0, 0.0, 0.0])
+    assert max_rolling_ratio(ours, theirs, 1) == pytest.approx(5.0)  # the per-period max (period 2)
+    assert max_rolling_ratio(ours, theirs, 2) == pytest.approx(50.0 / 10.0)  # [1, 2] and [2, 3]
+    assert max_rolling_ratio(ours, theirs, 3) == pytest.approx(50.0 / 10.0)  # [2..4]; [3..5] has none
+    assert max_rolling_ratio(ours, theirs, 4) == pytest.approx(80.0 / 10.0)  # [2..5]
+    assert max_rolling_ratio(ours, theirs, 99) == pytest.approx(90.0 / 110.0)  # the whole window
+    assert max_rolling_ratio(ours, np.zeros(6), 2) == 0.0
+    assert max_rolling_ratio(np.zeros(0), np.zeros(0), 5) == 0.0
 
 
 def test_analyse_returns_every_contract_field() -> None:
