@@ -206,7 +206,7 @@ def analyse(run: StrategyRun, market: Market) -> dict[str, Any]:
         "shortfall_dollars": total,
         "child_orders": len(run.children),
         "max_participation": float(part.max()) if part.size else 0.0,
-        "max_participation_5min": max_rolling_ratio(ours, theirs, k),
+        "max_participation_5min": max_rolling_ratio(np.asarray(ours, np.float64), theirs, k),
         "solve_us_p50": _pct(solve, 50),
         "solve_us_p99": _pct(solve, 99),
         "fallbacks": sum(1 for d in run.decisions if d.plan is not None and d.plan.fallback),
