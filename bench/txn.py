@@ -10,6 +10,13 @@ next to the same ``k`` records sent by the plain idempotent producer, all in
 one run on the same broker. The fixed part (offsets + commit) is what
 batching several parents' children into one transaction saves ``k - 1`` times.
 
+Each size runs twice, transactions back to back as the service makes them:
+with aiokafka's own 20 ms wait before retrying a transaction the broker refuses
+while the previous one's markers are still written (``backoff_ms`` 20,
+KAFKA-5477), and with the service's ``kafka.concurrent_txn_backoff_ms``
+(default 2 ms, :func:`feeds.kafka.set_concurrent_txn_backoff`);
+``vs_aiokafka_backoff`` is the ratio of their p50 totals.
+
 Usage: ``.venv/bin/python bench/txn.py [--bootstrap H:P] [--transactions 60] [--json bench/out/txn.json]``
 """
 
@@ -32,11 +39,13 @@ sys.path.insert(0, str(ROOT))
 from bench._common import environment, print_table, write_json  # noqa: E402
 from bench.live_io import bootstrap, release_lease  # noqa: E402
 
+AIOKAFKA_BACKOFF_MS = 20.0  # aiokafka.producer.sender.BACKOFF_OVERRIDE as shipped
+
 RECORD = b'{"schema":"child_order.v1","child_order_id":"P-0001:17","parent_id":"P-0001","symbol":"S00",' + \
     b'"side":"buy","quantity":100.0,"limit_price":10.03,"period_index":17,' + b'"x":"' + b"0" * 250 + b'"}'
 
 
-async def measure(conn: Any, k: int, n: int) -> dict[str, Any]:
+async def measure(conn: Any, k: int, n: int, backoff_ms: float) -> dict[str, Any]:
     """``n`` transactions of ``k`` records (and offsets), then ``n`` plain sends of ``k`` records."""
     from feeds.kafka import KafkaSink, create_topics
     from feeds.ports import OutRecord, TopicPartition
@@ -46,7 +55,7 @@ async def measure(conn: Any, k: int, n: int) -> dict[str, Any]:
     await create_topics(conn, [topic, consumed])
     recs = [OutRecord(topic, RECORD, key=f"P-{i:04d}".encode()) for i in range(k)]
     parts: dict[str, list[float]] = {"begin": [], "send": [], "offsets": [], "commit": [], "total": []}
-    async with KafkaSink(conn, transactional_id=f"bench-txn-{tag}") as sink:
+    async with KafkaSink(conn, transactional_id=f"bench-txn-{tag}", concurrent_txn_backoff_ms=backoff_ms) as sink:
         for i in range(n + 3):  # the first few warm up (coordinator lookup, first partition adds)
             t0 = time.perf_counter()
             await sink.begin()
@@ -67,7 +76,7 @@ async def measure(conn: Any, k: int, n: int) -> dict[str, Any]:
             await sink.send_many(recs)
             if i >= 3:
                 plain.append((time.perf_counter() - t0) * 1e3)
-    row: dict[str, Any] = {"records": k}
+    row: dict[str, Any] = {"records": k, "backoff_ms": backoff_ms}
     for name, v in parts.items():
         row[f"{name}_ms_p50"] = float(np.percentile(v, 50))
         row[f"{name}_ms_p99"] = float(np.percentile(v, 99))
@@ -78,10 +87,15 @@ async def measure(conn: Any, k: int, n: int) -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    from feeds.kafka import KafkaConnection
+    from feeds.kafka import CONCURRENT_TXN_BACKOFF_MS, KafkaConnection
 
     conn = KafkaConnection(bootstrap_servers=bootstrap(args.bootstrap), client_id="bench-txn")
-    rows = [await measure(conn, k, args.transactions) for k in (1, 5, 20, 100)]
+    rows = []
+    for k in (1, 5, 20, 100):
+        base = await measure(conn, k, args.transactions, AIOKAFKA_BACKOFF_MS)
+        ours = await measure(conn, k, args.transactions, CONCURRENT_TXN_BACKOFF_MS)
+        ours["vs_aiokafka_backoff"] = ours["total_ms_p50"] / base["total_ms_p50"]
+        rows += [base, ours]
     return {"rows": rows, "load_average": os.getloadavg(), "transactions": args.transactions}
 
 
@@ -95,9 +109,9 @@ def main() -> int:
         res = asyncio.run(main_async(args))
     finally:
         release_lease()
-    print_table(res["rows"], ["records", "begin_ms_p50", "send_ms_p50", "offsets_ms_p50", "commit_ms_p50",
+    print_table(res["rows"], ["records", "backoff_ms", "begin_ms_p50", "send_ms_p50", "offsets_ms_p50", "commit_ms_p50",
                               "total_ms_p50", "total_ms_p99", "plain_ms_p50", "plain_ms_p99", "txn_ms_per_record",
-                              "txn_vs_plain"])
+                              "txn_vs_plain", "vs_aiokafka_backoff"])
     la = res["load_average"]
     print(f"load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}")
     res["environment"] = environment()

@@ -16,6 +16,8 @@ timeouts, leader changes: back off and retry) or ``FeedError`` (the rest).
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import ssl
 import time
 from collections.abc import Mapping, Sequence
@@ -38,8 +40,11 @@ from feeds.ports import (
     send_to_dlq,
 )
 
+log = logging.getLogger("feeds.kafka")
+
 __all__ = [
-    "KafkaConnection", "KafkaSink", "KafkaSource", "create_topics", "dead_letter", "send_to_dlq",
+    "CONCURRENT_TXN_BACKOFF_MS", "KafkaConnection", "KafkaSink", "KafkaSource", "create_topics", "dead_letter",
+    "send_to_dlq", "set_concurrent_txn_backoff",
 ]
 
 TOPIC_ALREADY_EXISTS = 36
@@ -220,6 +225,41 @@ class KafkaSource(AsyncComponent):
         return {TopicPartition(tp.topic, tp.partition) for tp in self.consumer.assignment()}
 
 
+CONCURRENT_TXN_BACKOFF_MS = 2.0
+"""Default wait before retrying a transaction's first AddPartitionsToTxn refused with
+CONCURRENT_TRANSACTIONS (see :func:`set_concurrent_txn_backoff`)."""
+
+
+def set_concurrent_txn_backoff(ms: float) -> None:
+    """Wait ``ms`` before retrying a transaction's first ``AddPartitionsToTxn`` that the broker
+    refused with ``CONCURRENT_TRANSACTIONS``.
+
+    After a commit the coordinator still writes the transaction markers for a few
+    milliseconds; a producer that begins its next transaction at once is refused
+    until they are written (KAFKA-5477). aiokafka retries that one case after a
+    fixed 20 ms (``aiokafka.producer.sender.BACKOFF_OVERRIDE``; its other retries use
+    ``retry_backoff_ms``), so back-to-back transactions cost ~27 ms where ~6 ms
+    would do (``bench/txn.py`` measures both). The setting is process-wide (a
+    module constant of aiokafka, read at every retry): every transactional sink of
+    the process shares it. With an aiokafka that no longer has the constant this
+    logs one warning and changes nothing.
+    """
+    if ms < 0 or not math.isfinite(ms):
+        raise ConfigError(f"concurrent_txn_backoff_ms must be a finite number >= 0, got {ms!r}")
+    from aiokafka.producer import sender
+
+    if not hasattr(sender, "BACKOFF_OVERRIDE"):
+        if not _WARNED_BACKOFF:
+            _WARNED_BACKOFF.append(True)
+            log.warning("this aiokafka has no BACKOFF_OVERRIDE: the concurrent-transaction retry "
+                        "backoff stays aiokafka's own")
+        return
+    sender.BACKOFF_OVERRIDE = ms / 1000.0
+
+
+_WARNED_BACKOFF: list[bool] = []
+
+
 class KafkaSink(AsyncComponent):
     """Idempotent producer (``acks=all``); transactional when ``transactional_id`` is given."""
 
@@ -229,10 +269,12 @@ class KafkaSink(AsyncComponent):
         *,
         transactional_id: str | None = None,
         linger_ms: int = 0,
+        concurrent_txn_backoff_ms: float | None = CONCURRENT_TXN_BACKOFF_MS,
         **producer_options: Any,
     ) -> None:
         self.connection = _conn(connection)
         self.transactional_id = transactional_id
+        self.concurrent_txn_backoff_ms = concurrent_txn_backoff_ms
         self._options = dict(
             enable_idempotence=True,
             acks="all",
@@ -252,6 +294,8 @@ class KafkaSink(AsyncComponent):
     async def start(self) -> None:
         if self._producer is not None:
             return
+        if self.transactional_id is not None and self.concurrent_txn_backoff_ms is not None:
+            set_concurrent_txn_backoff(self.concurrent_txn_backoff_ms)
         producer = aiokafka.AIOKafkaProducer(**self.connection.client_kwargs(), **self._options)
         try:
             await producer.start()

@@ -125,7 +125,8 @@ def build_kafka_service(cfg: AgentConfig, conn: Any, metrics: Any, reliability: 
         aid = agent_id or k.agent_id or socket.gethostname()
         producers = PartitionProducers(
             lambda tid: KafkaSink(conn, transactional_id=tid, transaction_timeout_ms=k.transaction_timeout_ms,
-                                  retry_backoff_ms=k.retry_backoff_ms),
+                                  retry_backoff_ms=k.retry_backoff_ms,
+                                  concurrent_txn_backoff_ms=k.concurrent_txn_backoff_ms),
             group_id=k.group_id, topic=t.parent_orders, start_timeout_s=k.request_timeout_ms / 1000)
         delivery: Any = Transactional(
             agent_id=aid, group_id=k.group_id, topics=t, metrics=reliability, producers=producers,

@@ -8,7 +8,7 @@ import pydantic
 import pytest
 from pydantic import SecretStr
 
-from agent.core.errors import FeedError, RetriableFeedError
+from agent.core.errors import ConfigError, FeedError, RetriableFeedError
 from feeds.kafka import KafkaConnection, KafkaSink, KafkaSource
 
 
@@ -55,3 +55,38 @@ async def test_kafka_sink_unreachable_broker_raises_retriable_error() -> None:
     with pytest.raises(RetriableFeedError):
         await sink.start()
     await sink.stop()
+
+
+def test_concurrent_txn_backoff_sets_aiokafkas_retry_of_a_refused_transaction_start() -> None:
+    from aiokafka.producer import sender
+
+    from feeds.kafka import CONCURRENT_TXN_BACKOFF_MS, set_concurrent_txn_backoff
+
+    before = sender.BACKOFF_OVERRIDE
+    try:
+        set_concurrent_txn_backoff(0.5)
+        assert sender.BACKOFF_OVERRIDE == 0.0005
+        set_concurrent_txn_backoff(CONCURRENT_TXN_BACKOFF_MS)
+        assert sender.BACKOFF_OVERRIDE == 0.002
+        with pytest.raises(ConfigError, match="concurrent_txn_backoff_ms"):
+            set_concurrent_txn_backoff(-1.0)
+        with pytest.raises(ConfigError):
+            set_concurrent_txn_backoff(float("nan"))
+    finally:
+        sender.BACKOFF_OVERRIDE = before
+
+
+def test_exactly_once_service_producers_carry_the_configured_txn_backoff() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from agent.app.builder import build_kafka_service, kafka_connection
+    from agent.app.config import AgentConfig
+    from agent.live.metrics import AgentMetrics, ReliabilityMetrics
+
+    cfg = AgentConfig(kafka={"bootstrap_servers": "h:1", "concurrent_txn_backoff_ms": 0.7})
+    reg = CollectorRegistry()
+    built = build_kafka_service(cfg, kafka_connection(cfg), AgentMetrics.create(reg), ReliabilityMetrics.create(reg))
+    sink = built.service.delivery.producers.factory("g.exec.parent-orders.0")  # not started: no broker
+    assert isinstance(sink, KafkaSink) and sink.transactional_id == "g.exec.parent-orders.0"
+    assert sink.concurrent_txn_backoff_ms == 0.7
+    assert AgentConfig().kafka.concurrent_txn_backoff_ms == 2.0
