@@ -230,6 +230,9 @@ CONCURRENT_TXN_BACKOFF_MS = 2.0
 CONCURRENT_TRANSACTIONS (see :func:`set_concurrent_txn_backoff`)."""
 
 
+_warned_backoff = False  # the missing-constant warning is logged once
+
+
 def set_concurrent_txn_backoff(ms: float) -> None:
     """Wait ``ms`` before retrying a transaction's first ``AddPartitionsToTxn`` that the broker
     refused with ``CONCURRENT_TRANSACTIONS``.
@@ -238,8 +241,8 @@ def set_concurrent_txn_backoff(ms: float) -> None:
     milliseconds; a producer that begins its next transaction at once is refused
     until they are written (KAFKA-5477). aiokafka retries that one case after a
     fixed 20 ms (``aiokafka.producer.sender.BACKOFF_OVERRIDE``; its other retries use
-    ``retry_backoff_ms``), so back-to-back transactions cost ~27 ms where ~6 ms
-    would do (``bench/txn.py`` measures both). The setting is process-wide (a
+    ``retry_backoff_ms``), so back-to-back transactions cost ~25-30 ms where ~8 ms
+    do (``bench/txn.py`` measures both). The setting is process-wide (a
     module constant of aiokafka, read at every retry): every transactional sink of
     the process shares it. With an aiokafka that no longer has the constant this
     logs one warning and changes nothing.
@@ -248,16 +251,14 @@ def set_concurrent_txn_backoff(ms: float) -> None:
         raise ConfigError(f"concurrent_txn_backoff_ms must be a finite number >= 0, got {ms!r}")
     from aiokafka.producer import sender
 
+    global _warned_backoff
     if not hasattr(sender, "BACKOFF_OVERRIDE"):
-        if not _WARNED_BACKOFF:
-            _WARNED_BACKOFF.append(True)
+        if not _warned_backoff:
+            _warned_backoff = True
             log.warning("this aiokafka has no BACKOFF_OVERRIDE: the concurrent-transaction retry "
                         "backoff stays aiokafka's own")
         return
     sender.BACKOFF_OVERRIDE = ms / 1000.0
-
-
-_WARNED_BACKOFF: list[bool] = []
 
 
 class KafkaSink(AsyncComponent):

@@ -166,9 +166,9 @@ def max_rolling_ratio(ours: FloatArray, theirs: FloatArray, k: int) -> float:
     """``max_w sum_w ours / sum_w theirs`` over the runs ``w`` of ``k`` consecutive periods (one run
     of all periods when there are fewer) whose ``theirs`` is positive; 0 when none is."""
     n = len(ours)
-    k = max(1, min(int(k), n)) if n else 1
     if n == 0:
         return 0.0
+    k = max(1, min(int(k), n))
     c_o = np.concatenate(([0.0], np.cumsum(ours)))
     c_t = np.concatenate(([0.0], np.cumsum(theirs)))
     num, den = c_o[k:] - c_o[:-k], c_t[k:] - c_t[:-k]
@@ -194,9 +194,9 @@ def analyse(run: StrategyRun, market: Market) -> dict[str, Any]:
     ours = np.bincount(((fts - p.start_ns) // p.period_ns).clip(0, p.n_periods - 1),
                        weights=q, minlength=p.n_periods) if filled > 0 else np.zeros(p.n_periods)
     theirs = market.volume_per_period(p.start_ns, p.period_ns, p.n_periods)
+    ours = np.asarray(ours, np.float64)
     has = theirs > 0
-    part = ours[has] / theirs[has]
-    k = max(1, round(300.0 / p.period_s))
+    k5 = max(1, round(300.0 / p.period_s))  # periods in 5 minutes
     solve = [d.plan.solver.solve_us for d in run.decisions
              if d.plan is not None and d.plan.solver.status != "schedule"]
     return {
@@ -205,8 +205,8 @@ def analyse(run: StrategyRun, market: Market) -> dict[str, Any]:
         "shortfall_bps": total * scale,
         "shortfall_dollars": total,
         "child_orders": len(run.children),
-        "max_participation": float(part.max()) if part.size else 0.0,
-        "max_participation_5min": max_rolling_ratio(np.asarray(ours, np.float64), theirs, k),
+        "max_participation": max_rolling_ratio(ours, theirs, 1),
+        "max_participation_5min": max_rolling_ratio(ours, theirs, k5),
         "solve_us_p50": _pct(solve, 50),
         "solve_us_p99": _pct(solve, 99),
         "fallbacks": sum(1 for d in run.decisions if d.plan is not None and d.plan.fallback),

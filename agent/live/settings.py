@@ -103,7 +103,7 @@ class KafkaSection(Section):
     concurrent_txn_backoff_ms: float = Field(
         default=2.0, ge=0, description="wait before retrying a transaction the broker refuses because the "
         "previous one's markers are still being written (KAFKA-5477); aiokafka's fixed 20 ms made every "
-        "back-to-back transaction cost ~27 ms instead of ~6 (bench/txn.py; feeds.kafka.set_concurrent_txn_backoff)")
+        "back-to-back transaction cost ~25-30 ms instead of ~8 (bench/txn.py; feeds.kafka.set_concurrent_txn_backoff)")
     max_message_bytes: int = Field(default=1_048_576, gt=0)
     request_timeout_ms: int = Field(default=30_000, gt=0)
 
