@@ -14,7 +14,9 @@ Every ``service.housekeeping_interval_ms`` the housekeeping task
    (a scan still running from the previous tick is awaited, never stacked):
    ended parents are logged (event ``parent_<status>``) and their unfilled
    shares counted, ``mpc_agent_parents{status}`` is set, parents past their
-   retention are dropped; the scan's return also proves the engine thread alive;
+   retention are dropped (and their tombstones committed at once: a flush, so a
+   quiet feed does not leave them on the state topic); the scan's return also
+   proves the engine thread alive;
 2. closes the dead-letter log windows that ended (their suppressed counts);
 3. evaluates :meth:`readiness`, which sets ``mpc_agent_ready`` (so does every
    ``/readyz`` request): the gauge and the endpoint always agree.
@@ -55,6 +57,8 @@ class OpsHost(Protocol):
     def running(self) -> bool: ...
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    async def flush(self, *, state: bool = False) -> None: ...
 
 
 class Operations:
@@ -200,7 +204,10 @@ class Operations:
         if done:
             fut, self._scan = self._scan, None
             self.engine_beat = time.monotonic()
-            self._report(fut.result())
+            scan = fut.result()
+            self._report(scan)
+            if scan.dropped:  # their tombstones now, not with the next input
+                await self.svc.flush(state=True)
         self.svc.intake.dead_letter_log.flush()
         self.readiness()  # sets mpc_agent_ready
 

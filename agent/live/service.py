@@ -310,15 +310,17 @@ class AgentService:
         await self.flush()
         await self.delivery.close(self)
 
-    async def flush(self) -> None:
+    async def flush(self, *, state: bool = False) -> None:
         """Feed the rows held back to the engine and publish what it decides, through the delivery
-        (with transactions: in a transaction of its own, without offsets)."""
-        if self._executor is not None and self.driver.held_rows:
+        (with transactions: in a transaction of its own, without offsets). With ``state`` also when
+        no row is held: what changed outside a step (the tombstones of parents housekeeping dropped)
+        is committed now instead of with the next input, which a quiet feed may not bring."""
+        if self._executor is not None and (self.driver.held_rows or state):
             try:
                 await self.delivery.process(self, Work(Inbound(flush=True), {}, time.perf_counter(), 0,
                                                        self.delivery.generation))
             except FeedError as exc:  # held rows close no period: only the estimators miss them
-                log.warning("final flush of %d held row(s) failed: %s", self.driver.held_rows, exc)
+                log.warning("flush (%d held row(s)) failed: %s", self.driver.held_rows, exc)
 
     async def step(self) -> int:
         """One getmany (and/or file batch) -> validate -> engine -> publish; returns items handled."""

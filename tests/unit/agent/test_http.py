@@ -166,6 +166,14 @@ async def test_parents_lists_progress_and_an_ended_parent_until_its_retention(ag
 
 async def test_ended_parents_are_dropped_after_their_retention() -> None:
     async with Agent(retention_s=0.05) as agent:
+        flushes: list[bool] = []
+        flush = agent.service.flush
+
+        async def spy(*, state: bool = False) -> None:
+            flushes.append(state)
+            await flush(state=state)
+
+        agent.service.flush = spy  # type: ignore[method-assign]
         await agent.service.submit(parent("P1"))
         await agent.service.submit(parent("P2"))
         agent.bus.apply([OutRecord(TOPICS.parent_orders, codec.encode(codec.build(
@@ -177,6 +185,8 @@ async def test_ended_parents_are_dropped_after_their_retention() -> None:
         await until(gone, "P1 dropped from /parents")
         assert "P1" not in agent.engine.parents
         assert agent.sample("mpc_agent_parents", {"status": "cancelled"}) == 0.0
+        # the drop is published at once (with transactions: P1's tombstone), not with the next input
+        await until(lambda: flushes == [True], "a state flush after the drop")
 
 
 async def test_kill_switch_post_needs_the_bearer_token_and_holds_trading(agent: Agent) -> None:
