@@ -61,11 +61,11 @@ from agent.core.errors import DataError
 from agent.core.forecast.profile import IntradayProfile
 from agent.core.forecast.reversion import ReversionEstimator, ReversionSettings
 from agent.core.forecast.sampler import BookSampler, book_rows
-from agent.core.impact.curves import cost_curves
+from agent.core.impact.curves import walk_cost
 from agent.core.impact.fit import GAMMA_FLOOR
 from agent.core.model import NS_PER_S, BookLike, FloatArray, ImpactParams, Side
 
-__all__ = ["ParentForecaster", "SlotForecast", "fit_rows", "floor_gamma"]
+__all__ = ["FitGrid", "ParentForecaster", "SlotForecast", "fit_rows", "floor_gamma"]
 
 KINDS = ("beta", "gamma")
 
@@ -86,23 +86,58 @@ def fit_rows(sizes: FloatArray, cost: FloatArray) -> tuple[FloatArray, FloatArra
     :math:`(\max(0, (a - \gamma_f S_3) / S_2), \gamma_f)`; the feasible one with the
     smallest squared error wins. A row with a non-finite point gives NaN.
     """
-    x = np.asarray(sizes, dtype=np.float64)
-    c = np.atleast_2d(np.asarray(cost, dtype=np.float64))
-    x2 = x * x
-    s2, s3, s4 = float(x2.sum()), float(x2 @ x), float(x2 @ x2)
-    det = s2 * s4 - s3 * s3
-    ab = c @ np.stack([x, x2], axis=1)
-    a, b = ab[:, 0], ab[:, 1]
-    b0, g0 = (a * s4 - b * s3) / det, (s2 * b - s3 * a) / det  # normal equations
-    g1 = np.maximum(GAMMA_FLOOR, b / s4)  # beta = 0 edge
-    b2 = np.maximum(0.0, (a - GAMMA_FLOOR * s3) / s2)  # gamma floor edge
-    sse1 = -2.0 * g1 * b + g1 * g1 * s4  # squared errors up to the constant sum c^2
-    sse2 = -2.0 * (b2 * a + GAMMA_FLOOR * b) + b2 * b2 * s2 + 2.0 * b2 * GAMMA_FLOOR * s3 + GAMMA_FLOOR ** 2 * s4
-    edge1 = sse1 <= sse2
-    interior = (b0 >= 0.0) & (g0 >= GAMMA_FLOOR) & (det > 1e-12 * s2 * s4)
-    beta = np.where(interior, b0, np.where(edge1, 0.0, b2))
-    gamma = np.where(interior, g0, np.where(edge1, g1, GAMMA_FLOOR))
-    return np.asarray(beta, dtype=np.float64), np.asarray(gamma, dtype=np.float64)
+    return FitGrid(sizes).fit(cost)
+
+
+class FitGrid:
+    """The sums of one fitting grid, computed once (a parent's grid is fixed), and :meth:`fit`."""
+
+    __slots__ = ("det", "s2", "s3", "s4", "scalar_ok", "x", "xx")
+
+    def __init__(self, sizes: FloatArray) -> None:
+        x = np.asarray(sizes, dtype=np.float64)
+        x2 = x * x
+        self.x, self.xx = x, np.stack([x, x2], axis=1)
+        self.s2, self.s3, self.s4 = float(x2.sum()), float(x2 @ x), float(x2 @ x2)
+        self.det = self.s2 * self.s4 - self.s3 * self.s3
+        # the scalar path needs no division by zero: a well-posed grid (finite rows are checked per call)
+        self.scalar_ok = self.s2 > 0 and self.s4 > 0 and self.det > 1e-12 * self.s2 * self.s4
+
+    def fit(self, cost: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``beta, gamma`` (n,) of the rows of ``cost`` (n, g) (:func:`fit_rows`)."""
+        c = np.atleast_2d(np.asarray(cost, dtype=np.float64))
+        ab = c @ self.xx
+        if ab.shape[0] == 1 and self.scalar_ok:  # one row (a decision): scalar arithmetic, same bits
+            a, b = float(ab[0, 0]), float(ab[0, 1])
+            if math.isfinite(a) and math.isfinite(b):
+                beta, gamma = self._fit_one(a, b)
+                return np.array([beta]), np.array([gamma])
+        return self._fit_many(ab[:, 0], ab[:, 1])
+
+    def _fit_many(self, a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
+        s2, s3, s4, det = self.s2, self.s3, self.s4, self.det
+        b0, g0 = (a * s4 - b * s3) / det, (s2 * b - s3 * a) / det  # normal equations
+        g1 = np.maximum(GAMMA_FLOOR, b / s4)  # beta = 0 edge
+        b2 = np.maximum(0.0, (a - GAMMA_FLOOR * s3) / s2)  # gamma floor edge
+        sse1 = -2.0 * g1 * b + g1 * g1 * s4  # squared errors up to the constant sum c^2
+        sse2 = -2.0 * (b2 * a + GAMMA_FLOOR * b) + b2 * b2 * s2 + 2.0 * b2 * GAMMA_FLOOR * s3 + GAMMA_FLOOR ** 2 * s4
+        edge1 = sse1 <= sse2
+        interior = (b0 >= 0.0) & (g0 >= GAMMA_FLOOR) & (det > 1e-12 * s2 * s4)
+        beta = np.where(interior, b0, np.where(edge1, 0.0, b2))
+        gamma = np.where(interior, g0, np.where(edge1, g1, GAMMA_FLOOR))
+        return np.asarray(beta, dtype=np.float64), np.asarray(gamma, dtype=np.float64)
+
+    def _fit_one(self, a: float, b: float) -> tuple[float, float]:
+        """:meth:`_fit_many` for one finite row on a well-posed grid, operation for operation."""
+        s2, s3, s4, det = self.s2, self.s3, self.s4, self.det
+        b0, g0 = (a * s4 - b * s3) / det, (s2 * b - s3 * a) / det
+        if b0 >= 0.0 and g0 >= GAMMA_FLOOR:
+            return b0, g0
+        g1 = max(GAMMA_FLOOR, b / s4)
+        b2 = max(0.0, (a - GAMMA_FLOOR * s3) / s2)
+        sse1 = -2.0 * g1 * b + g1 * g1 * s4
+        sse2 = -2.0 * (b2 * a + GAMMA_FLOOR * b) + b2 * b2 * s2 + 2.0 * b2 * GAMMA_FLOOR * s3 + GAMMA_FLOOR ** 2 * s4
+        return (0.0, g1) if sse1 <= sse2 else (b2, GAMMA_FLOOR)
 
 
 def floor_gamma(beta: FloatArray, gamma: FloatArray, *, remaining: float, periods_left: int,
@@ -152,6 +187,7 @@ class ParentForecaster:
             raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
         self.side: Side = side
         self.sizes = np.asarray(sizes, dtype=np.float64).copy()
+        self._grid = FitGrid(self.sizes)
         self.settings = settings or ReversionSettings()
         self.profile = profile if profile is not None else IntradayProfile.flat()
         self.penalty_ticks, self.tick = float(penalty_ticks), float(tick)
@@ -176,9 +212,8 @@ class ParentForecaster:
         return (float(beta[-1]), float(gamma[-1])) if extra is not None else None
 
     def _fit(self, picked: FloatArray) -> tuple[FloatArray, FloatArray]:
-        curves = cost_curves(picked[:, 0], picked[:, 1], picked[:, 2], picked[:, 3], self.sizes,
-                             side=self.side, penalty_ticks=self.penalty_ticks, tick=self.tick)
-        return fit_rows(self.sizes, curves.cost)
+        cost = walk_cost(picked, self.sizes, side=self.side, penalty=self.penalty_ticks * self.tick)
+        return self._grid.fit(cost)
 
     def now(self, sampler: BookSampler, book: BookLike, i: int) -> ImpactParams:
         """Catch up, and return ``beta, gamma`` of row ``i``'s own cost curve on the grid.

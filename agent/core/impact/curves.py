@@ -15,6 +15,8 @@ and event-time exponential weights. Re-exported by :mod:`agent.core.impact.estim
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +27,8 @@ from agent.core.model import NS_PER_S, BookLike, Side
 
 FloatArray = npt.NDArray[np.float64]
 
-__all__ = ["CostCurves", "cost_curves", "curves_from_book", "default_sizes", "depth_sizes", "ew_weights"]
+__all__ = ["CostCurves", "cost_curves", "curves_from_book", "default_sizes", "depth_sizes", "ew_weights",
+           "walk_cost"]
 
 
 # ------------------------------------------------------------------ cost curves
@@ -169,6 +172,55 @@ def cost_curves(
     cost = cost_t.T
     extrapolated = ext_t.T
     return CostCurves(cost=cost, mid=mid, sizes=x, extrapolated=extrapolated, valid=valid)
+
+
+def walk_cost(rows: FloatArray, sizes: FloatArray, *, side: Side, penalty: float) -> FloatArray:
+    """``cost_curves(...).cost`` of rows (n, 4, L) (bid_px, bid_sz, ask_px, ask_sz) on a trusted grid.
+
+    The decision path's walk: no input checks and no extrapolation flags.
+    A single row (a decision snapshot) is walked by :func:`_walk_one`, the
+    same formula in scalar arithmetic: numpy's fixed cost per call is most of
+    the time of a vectorised walk of one row (about 100 us against 20). Both
+    give the same bits (``tests/unit/agent/test_walk_cost.py``).
+    """
+    if rows.shape[0] == 1:
+        return np.array([_walk_one(rows[0], sizes, side, penalty)], dtype=np.float64).reshape(1, -1)
+    c = cost_curves(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], sizes, side=side, penalty_per_share=penalty)
+    return c.cost
+
+
+def _walk_one(row: FloatArray, sizes: FloatArray, side: Side, pen: float) -> list[float]:
+    """:func:`_walk_block` for one row (4, L), operation for operation (same rounding); NaN when invalid."""
+    bp, bs, ap, az = row.tolist()
+    x = sizes.tolist()
+    top = bs[0] > 0 and math.isfinite(bp[0]) and az[0] > 0 and math.isfinite(ap[0])
+    px, sz = (ap, az) if side == "buy" else (bp, bs)
+    usable = [q > 0 and math.isfinite(p) for p, q in zip(px, sz, strict=True)]
+    if not (top and any(usable)):
+        return [math.nan] * len(x)
+    s = 1.0 if side == "buy" else -1.0
+    mid = 0.5 * (bp[0] + ap[0])
+    depth: list[float] = []
+    coef_a: list[float] = []
+    coef_b: list[float] = []
+    d = n = 0.0
+    for p, q, ok in zip(px, sz, usable, strict=True):
+        pc = p if ok else 0.0
+        coef_a.append(s * (n - pc * d))  # before level k: depth d, notional n
+        coef_b.append(s * (pc - mid))
+        a = q if ok else 0.0
+        d, n = d + a, n + a * pc
+        depth.append(d)
+    worst = max(p for p, ok in zip(px, usable, strict=True) if ok) if side == "buy" else \
+        min(p for p, ok in zip(px, usable, strict=True) if ok)
+    pk = worst + s * pen
+    coef_a.append(s * (n - pk * d))
+    coef_b.append(s * (pk - mid))
+    out = []
+    for xi in x:
+        k = bisect_left(depth, xi)  # #{j: D_j < x}, D non-decreasing
+        out.append(coef_b[k] * xi + coef_a[k])
+    return out
 
 
 def curves_from_book(
