@@ -77,3 +77,15 @@ def test_many_rows_fit_row_by_row_as_one_at_a_time() -> None:
     one = [grid.fit(c[i:i + 1]) for i in range(50)]
     np.testing.assert_allclose(beta, [o[0][0] for o in one], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(gamma, [o[1][0] for o in one], rtol=1e-12, atol=1e-15)
+
+
+@settings(max_examples=150, deadline=None)
+@given(book=st.lists(rows(), min_size=2, max_size=12), side=st.sampled_from(["buy", "sell"]))
+def test_a_few_rows_walk_is_the_vectorised_walk_bit_for_bit(book: list[np.ndarray], side: str) -> None:
+    """Row by row below ``SCALAR_WALK_ROWS``, vectorised above: the same cost matrix either way."""
+    levels = min(r.shape[1] for r in book)
+    r = np.stack([b[:, :levels] for b in book])
+    sizes = np.array([1.0, 50.0, 400.0, 2_500.0, 9_000.0])
+    ref = cost_curves(r[:, 0], r[:, 1], r[:, 2], r[:, 3], sizes, side=side,  # type: ignore[arg-type]
+                      penalty_per_share=0.03).cost
+    np.testing.assert_array_equal(walk_cost(r, sizes, side=side, penalty=0.03), ref)  # type: ignore[arg-type]
