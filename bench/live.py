@@ -27,7 +27,8 @@ Phases (same broker, same run):
    publisher's producer -> child order seen by an outside ``read_committed``
    consumer (:mod:`bench.live_io`, confluent-kafka, its own process).
 4. ``scale``: 1,000 parents on 100 symbols at 1-second periods, exactly once
-   (:mod:`bench.live_scale`).
+   (:mod:`bench.live_scale`), with its steps over time in 5-second windows
+   (``timeline``: where a backlog builds up and drains).
 
 Where a decision step's time goes comes from the service's ``on_step``
 callback (:class:`agent.live.observe.StepReport`): ``wait`` (fetched ->
@@ -152,6 +153,24 @@ def step_breakdown(reports: list[Any]) -> dict[str, dict[str, float]]:
              "total": [r.latency_s for r in steps]}
     return {k: {"p50": float(np.percentile(v, 50)) * 1e3, "p99": float(np.percentile(v, 99)) * 1e3}
             for k, v in parts.items() if v}
+
+
+def step_timeline(reports: list[Any], window_s: float = 5.0) -> list[dict[str, float]]:
+    """Steps per ``window_s`` window of the run (by fetch time): how many, their decisions, the
+    engine's CPU share and p50 / max step time (ms) -- where a backlog builds up and drains."""
+    if not reports:
+        return []
+    t0 = reports[0].t_fetched
+    out: list[dict[str, float]] = []
+    for w in range(int((reports[-1].t_fetched - t0) // window_s) + 1):
+        rs = [r for r in reports if w * window_s <= r.t_fetched - t0 < (w + 1) * window_s]
+        if rs:
+            eng = [1e3 * (r.t_engine_end - r.t_engine_start) for r in rs]
+            out.append({"t_s": w * window_s, "steps": len(rs), "decisions": sum(r.decisions for r in rs),
+                        "engine_cpu_share": sum(r.engine_cpu_s for r in rs) / window_s,
+                        "engine_ms_p50": float(np.median(eng)), "engine_ms_max": max(eng),
+                        "total_ms_p50": float(np.median([1e3 * r.latency_s for r in rs]))})
+    return out
 
 
 def e2e_ms(seen: list[dict[str, Any]], stamps: dict[tuple[str, int], int]) -> list[float]:
@@ -292,6 +311,11 @@ def report(res: dict[str, Any]) -> None:
         print("the same scenario through the engine driver alone, in a simulated clock (engine_capacity):")
         print_table(scale, ["parents", "symbols", "periods", "sim_engine_cpu_share", "sim_us_per_decision",
                             "sim_skipped", "sim_late", "sim_lateness_ms_p99"])
+        for r in scale:
+            if r.get("timeline"):
+                print("the scale run over time (steps by fetch time; engine_cpu_share of the window):")
+                print_table(r["timeline"], ["t_s", "steps", "decisions", "engine_cpu_share", "engine_ms_p50",
+                                            "engine_ms_max", "total_ms_p50"])
     print(f"load average {res['load_average'][0]:.2f} / {res['load_average'][1]:.2f} / {res['load_average'][2]:.2f}")
 
 

@@ -71,7 +71,7 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
     from agent.core.engine import ExecutionEngine
     from agent.live.metrics import AgentMetrics
     from agent.live.settings import ServiceSection, TopicsSection
-    from bench.live import build_service, publish_parents, step_breakdown
+    from bench.live import build_service, publish_parents, step_breakdown, step_timeline
     from feeds.kafka import create_topics
 
     tag = uuid.uuid4().hex[:6]
@@ -123,7 +123,7 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
             "late": int(np.sum(np.asarray(lateness) > 1000.0)), **percentiles(lateness, "lateness_ms"),
             **percentiles(e2e, "e2e_ms"), "engine_cpu_share": cpu / wall, "process_cpu_share": proc / wall,
             "transactions": int(txns) if txns is not None else None, "wall_s": wall,
-            "breakdown": step_breakdown(reports),
+            "breakdown": step_breakdown(reports), "timeline": step_timeline(reports),
             **engine_capacity(parents=parents, symbols=symbols, periods=periods, snapshots_per_s=snapshots_per_s)}
 
 

@@ -149,3 +149,17 @@ def test_concat_take_and_symbols_keep_rows_in_order() -> None:
 def test_merge_rejections_adds_counts() -> None:
     total = {"crossed_book": 1}
     assert merge_rejections(total, {"crossed_book": 2, "ts_backwards": 1}) == {"crossed_book": 3, "ts_backwards": 1}
+
+
+def test_taken_and_stacked_batches_are_whole_batches() -> None:
+    """take / [] / concat skip the constructor's checks (a hot path); what they return must still be
+    a consistent batch, and an int index still means one row, not a 0-d column."""
+    b = make([{"ts": i, "price": 10.0 + i} for i in range(6)])
+    for part in (b[2], b[-1], b.take(np.int64(3)), b[1:4], b.take(np.array([0, 5])), b.take(b.price > 12.0)):
+        rebuilt = BookBatch(**{f: getattr(part, f) for f in BookBatch.__dataclass_fields__})  # the checked way
+        assert len(rebuilt) == len(part) and part.bid_px.shape == (len(part), 2)
+    assert b[2].price.tolist() == [12.0] and b[-1].ts_event.tolist() == [5]
+    both = BookBatch.concat([b[:2], b[4:]])
+    assert both.ts_event.tolist() == [0, 1, 4, 5] and both.ask_sz.shape == (4, 2) and both.ts_recv is None
+    with pytest.raises(IndexError):
+        b.take(np.array([True, False]))  # a mask of the wrong length is refused, not silently misread
