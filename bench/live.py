@@ -168,7 +168,9 @@ def step_timeline(reports: list[Any], window_s: float = 5.0) -> list[dict[str, f
             eng = [1e3 * (r.t_engine_end - r.t_engine_start) for r in rs]
             out.append({"t_s": w * window_s, "steps": len(rs), "decisions": sum(r.decisions for r in rs),
                         "engine_cpu_share": sum(r.engine_cpu_s for r in rs) / window_s,
+                        "wait_ms_p50": float(np.median([1e3 * (r.t_engine_start - r.t_fetched) for r in rs])),
                         "engine_ms_p50": float(np.median(eng)), "engine_ms_max": max(eng),
+                        "publish_ms_p50": float(np.median([1e3 * (r.t_published - r.t_engine_end) for r in rs])),
                         "total_ms_p50": float(np.median([1e3 * r.latency_s for r in rs]))})
     return out
 
@@ -314,8 +316,8 @@ def report(res: dict[str, Any]) -> None:
         for r in scale:
             if r.get("timeline"):
                 print("the scale run over time (steps by fetch time; engine_cpu_share of the window):")
-                print_table(r["timeline"], ["t_s", "steps", "decisions", "engine_cpu_share", "engine_ms_p50",
-                                            "engine_ms_max", "total_ms_p50"])
+                print_table(r["timeline"], ["t_s", "steps", "decisions", "engine_cpu_share", "wait_ms_p50",
+                                            "engine_ms_p50", "engine_ms_max", "publish_ms_p50", "total_ms_p50"])
     print(f"load average {res['load_average'][0]:.2f} / {res['load_average'][1]:.2f} / {res['load_average'][2]:.2f}")
 
 

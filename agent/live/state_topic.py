@@ -43,6 +43,7 @@ and fills stay exactly once either way.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import time
@@ -93,9 +94,11 @@ def market_key(symbol: str) -> str:
     return MARKET_PREFIX + symbol
 
 
+@functools.lru_cache(maxsize=65536)
 def symbol_partition(symbol: str, n_partitions: int) -> int:
     """Partition of key ``symbol`` under Kafka's default partitioner:
-    ``(murmur2(key) & 0x7fffffff) % n_partitions``."""
+    ``(murmur2(key) & 0x7fffffff) % n_partitions`` (cached: aiokafka's murmur2 is pure Python and
+    every output record of a step is routed by it)."""
     from aiokafka.partitioner import murmur2
 
     return (murmur2(symbol.encode()) & 0x7FFFFFFF) % n_partitions
