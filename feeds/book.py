@@ -178,7 +178,7 @@ class BookBatch:
                 kw[name] = None
             else:
                 kw[name] = np.concatenate(vals)
-        return _derived(kw) if cls is BookBatch else cls(**kw)
+        return _derived(kw)
 
     # ----------------------------------------------------------- derived data
     def mid(self) -> npt.NDArray[np.float64]:

@@ -92,12 +92,12 @@ def fit_rows(sizes: FloatArray, cost: FloatArray) -> tuple[FloatArray, FloatArra
 class FitGrid:
     """The sums of one fitting grid, computed once (a parent's grid is fixed), and :meth:`fit`."""
 
-    __slots__ = ("det", "s2", "s3", "s4", "scalar_ok", "x", "xx")
+    __slots__ = ("det", "s2", "s3", "s4", "scalar_ok", "xx")
 
     def __init__(self, sizes: FloatArray) -> None:
         x = np.asarray(sizes, dtype=np.float64)
         x2 = x * x
-        self.x, self.xx = x, np.stack([x, x2], axis=1)
+        self.xx = np.stack([x, x2], axis=1)
         self.s2, self.s3, self.s4 = float(x2.sum()), float(x2 @ x), float(x2 @ x2)
         self.det = self.s2 * self.s4 - self.s3 * self.s3
         # the scalar path needs no division by zero: a well-posed grid (finite rows are checked per call)
