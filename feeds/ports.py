@@ -64,12 +64,13 @@ class OutRecord:
 
 def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
     """Offsets to commit after processing ``records``: ``max(offset) + 1`` per partition."""
-    out: dict[TopicPartition, int] = {}
-    for r in records:
-        tp = r.tp
-        if r.offset + 1 > out.get(tp, -1):
-            out[tp] = r.offset + 1
-    return out
+    top: dict[tuple[str, int], int] = {}
+    get = top.get
+    for r in records:  # keyed by a plain tuple: no TopicPartition per record
+        key = (r.topic, r.partition)
+        if r.offset >= get(key, -1):
+            top[key] = r.offset + 1
+    return {TopicPartition(*key): off for key, off in top.items()}
 
 
 @runtime_checkable
