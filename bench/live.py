@@ -68,6 +68,7 @@ DAY0 = 1_743_638_400 * NS
 SYMBOLS = [f"S{i:02d}" for i in range(20)]
 TARGETS = {"ingest_per_s": 50_000, "ingest_vs_consumer": 0.30, "latency_ms_p50": 3.0, "latency_ms_p99": 10.0,
            "latency_ms_p99_one_batch": 25.0}
+KAFKA_EXTRA: dict[str, Any] = {}  # KafkaSection fields set from the command line (--idle-offsets-ms)
 
 
 def workload(minutes: float) -> tuple[list[tuple[bytes, bytes]], np.ndarray, int]:
@@ -126,7 +127,7 @@ async def build_service(conn: Any, topics: Any, engine: Any, metrics: Any, setti
     await create_topics(conn, [topics.parent_orders, topics.fills], partitions=4)
     cfg = AgentConfig(topics=topics, service=settings.model_copy(update={"clock": clock}),
                       kafka=KafkaSection(bootstrap_servers=conn.bootstrap_servers, group_id=group, agent_id=group,
-                                         exactly_once=exactly_once))
+                                         exactly_once=exactly_once, **KAFKA_EXTRA))
     await ensure_topics(conn, cfg)
     built = build_kafka_service(cfg, conn, metrics, ReliabilityMetrics.create(metrics.registry), engine=engine)
     built.service.on_step = on_step
@@ -332,6 +333,8 @@ def main() -> int:
     ap.add_argument("--scale-symbols", type=int, default=100)
     ap.add_argument("--scale-periods", type=int, default=60, help="periods (seconds) of each scale parent")
     ap.add_argument("--scale-rate", type=float, default=20.0, help="snapshots per second and symbol (scale)")
+    ap.add_argument("--idle-offsets-ms", type=float, default=None,
+                    help="kafka.idle_offsets_commit_ms of the agents (default: the product's)")
     ap.add_argument("--scale-only", action="store_true")
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--produce-only", default=None, metavar="TOPIC", help=argparse.SUPPRESS)
@@ -351,10 +354,13 @@ def main() -> int:
         if args.stamps:
             np.save(args.stamps, stamps)
         return 0
+    if args.idle_offsets_ms is not None:
+        KAFKA_EXTRA["idle_offsets_commit_ms"] = args.idle_offsets_ms
     try:
         res = asyncio.run(main_async(args))
     finally:
         release_lease()
+    res["kafka_overrides"] = dict(KAFKA_EXTRA)
     report(res)
     res["environment"] = environment()
     print(f"wrote {write_json(args.json, res)}")

@@ -7,7 +7,9 @@ This measures, for ``k`` child-order-sized records (~450 bytes) per
 transaction, the parts of one transaction (``begin``, ``send`` = the records
 and their acks, ``offsets`` = ``send_offsets_to_transaction``, ``commit``)
 next to the same ``k`` records sent by the plain idempotent producer, all in
-one run on the same broker. The fixed part (offsets + commit) is what
+one run on the same broker, and the same transactions through librdkafka
+(``confluent_kafka``, client ``librdkafka``; its ``send`` only queues: its
+``commit`` waits for the records). The fixed part (offsets + commit) is what
 batching several parents' children into one transaction saves ``k - 1`` times.
 
 Each size runs twice, transactions back to back as the service makes them:
@@ -76,13 +78,57 @@ async def measure(conn: Any, k: int, n: int, backoff_ms: float) -> dict[str, Any
             await sink.send_many(recs)
             if i >= 3:
                 plain.append((time.perf_counter() - t0) * 1e3)
-    row: dict[str, Any] = {"records": k, "backoff_ms": backoff_ms}
+    row: dict[str, Any] = {"records": k, "client": "aiokafka", "backoff_ms": backoff_ms}
     for name, v in parts.items():
         row[f"{name}_ms_p50"] = float(np.percentile(v, 50))
         row[f"{name}_ms_p99"] = float(np.percentile(v, 99))
     row["plain_ms_p50"], row["plain_ms_p99"] = float(np.percentile(plain, 50)), float(np.percentile(plain, 99))
     row["txn_ms_per_record"] = row["total_ms_p50"] / k
     row["txn_vs_plain"] = row["total_ms_p50"] / row["plain_ms_p50"]
+    return row
+
+
+def measure_librdkafka(bootstrap_servers: str, k: int, n: int) -> dict[str, Any]:
+    """The same transactions (``k`` records and the offsets) through librdkafka (``confluent_kafka``),
+    blocking calls, from a thread as an asyncio service would make them: what the C client would
+    give the service's hot path (it does not use it; see the README's live-path section)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    tag = uuid.uuid4().hex[:6]
+    topic, consumed, group = f"bench.txn.rd.{tag}", f"bench.txn.rd.in.{tag}", f"bench-txn-rd-group-{tag}"
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    for fut in admin.create_topics([NewTopic(t, 1, 1) for t in (topic, consumed)]).values():
+        fut.result()
+    prod = Producer({"bootstrap.servers": bootstrap_servers, "transactional.id": f"bench-txn-rd-{tag}",
+                     "linger.ms": 0, "enable.idempotence": True, "retry.backoff.ms": 2})
+    cons = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False})
+    meta = cons.consumer_group_metadata()
+    prod.init_transactions(30)
+    parts: dict[str, list[float]] = {"begin": [], "send": [], "offsets": [], "commit": [], "total": []}
+    try:
+        for i in range(n + 3):
+            t0 = time.perf_counter()
+            prod.begin_transaction()
+            t1 = time.perf_counter()
+            for j in range(k):
+                prod.produce(topic, RECORD, key=f"P-{j:04d}".encode())
+            prod.poll(0)  # queued, not awaited: commit_transaction flushes them (as a service would leave it)
+            t2 = time.perf_counter()
+            prod.send_offsets_to_transaction([TopicPartition(consumed, 0, i + 1)], meta, 10)
+            t3 = time.perf_counter()
+            prod.commit_transaction(10)
+            t4 = time.perf_counter()
+            if i >= 3:
+                for name, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0), strict=True):
+                    parts[name].append(dt * 1e3)
+    finally:
+        cons.close()
+    row: dict[str, Any] = {"records": k, "client": "librdkafka"}
+    for name, v in parts.items():
+        row[f"{name}_ms_p50"] = float(np.percentile(v, 50))
+        row[f"{name}_ms_p99"] = float(np.percentile(v, 99))
+    row["txn_ms_per_record"] = row["total_ms_p50"] / k
     return row
 
 
@@ -95,7 +141,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         base = await measure(conn, k, args.transactions, AIOKAFKA_BACKOFF_MS)
         ours = await measure(conn, k, args.transactions, CONCURRENT_TXN_BACKOFF_MS)
         ours["vs_aiokafka_backoff"] = ours["total_ms_p50"] / base["total_ms_p50"]
-        rows += [base, ours]
+        rd = await asyncio.to_thread(measure_librdkafka, conn.bootstrap_servers, k, args.transactions)
+        rd["vs_ours"] = rd["total_ms_p50"] / ours["total_ms_p50"]
+        rows += [base, ours, rd]
     return {"rows": rows, "load_average": os.getloadavg(), "transactions": args.transactions}
 
 
@@ -109,9 +157,9 @@ def main() -> int:
         res = asyncio.run(main_async(args))
     finally:
         release_lease()
-    print_table(res["rows"], ["records", "backoff_ms", "begin_ms_p50", "send_ms_p50", "offsets_ms_p50", "commit_ms_p50",
+    print_table(res["rows"], ["records", "client", "backoff_ms", "begin_ms_p50", "send_ms_p50", "offsets_ms_p50", "commit_ms_p50",
                               "total_ms_p50", "total_ms_p99", "plain_ms_p50", "plain_ms_p99", "txn_ms_per_record",
-                              "txn_vs_plain", "vs_aiokafka_backoff"])
+                              "txn_vs_plain", "vs_aiokafka_backoff", "vs_ours"])
     la = res["load_average"]
     print(f"load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}")
     res["environment"] = environment()

@@ -130,7 +130,7 @@ def build_kafka_service(cfg: AgentConfig, conn: Any, metrics: Any, reliability: 
             group_id=k.group_id, topic=t.parent_orders, start_timeout_s=k.request_timeout_ms / 1000)
         delivery: Any = Transactional(
             agent_id=aid, group_id=k.group_id, topics=t, metrics=reliability, producers=producers,
-            txn_timeout_s=k.request_timeout_ms / 1000,
+            txn_timeout_s=k.request_timeout_ms / 1000, idle_offsets_s=k.idle_offsets_commit_ms / 1000,
             state_consumer=lambda isolation: aiokafka.AIOKafkaConsumer(
                 **conn.client_kwargs(), group_id=None, enable_auto_commit=False,
                 isolation_level=isolation, auto_offset_reset="earliest", retry_backoff_ms=k.retry_backoff_ms,

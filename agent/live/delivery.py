@@ -16,7 +16,9 @@ the engine thread and publishes what it decided:
   of the parents whose symbol maps to ``p`` and whose engine record changed,
   the ``agent_market.v1`` records of those symbols that are due
   (:mod:`agent.live.state_topic`), the DLQ copies of ``p``'s records and
-  ``p``'s consumed offsets (``send_offsets_to_transaction``). The partitions'
+  ``p``'s consumed offsets (``send_offsets_to_transaction``); a partition
+  with nothing but offsets to commit opens no transaction, its offsets wait
+  for its next one, at most ``kafka.idle_offsets_commit_ms`` (:class:`IdleOffsets`). The partitions'
   transactions run concurrently; each is atomic on its own and covers
   everything of its symbols, so a crash between them loses or repeats
   nothing. Readers use ``read_committed``. Whoever is assigned ``p`` next
@@ -42,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -92,6 +95,11 @@ class Delivery(Protocol):
         """Run the engine step of ``work`` and publish its outputs."""
         ...
 
+    def offsets_due(self) -> bool:
+        """Consumed offsets wait for a commit and should not wait longer (the service then runs an
+        empty step, which commits them)."""
+        ...
+
     async def close(self, svc: Host) -> None:
         """Final commit when the service stops."""
         ...
@@ -134,7 +142,10 @@ class AtLeastOnce:
             await svc.send(inb.dlq)
         if work.records:
             self._pending.update(next_offsets(r for rs in work.records.values() for r in rs))
-            await self._commit(svc)
+        await self._commit(svc)
+
+    def offsets_due(self) -> bool:
+        return bool(self._pending) and time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S
 
     async def close(self, svc: Host) -> None:
         await self._commit(svc, force=True)
@@ -164,12 +175,17 @@ class Transactional:
     metrics : :class:`agent.live.metrics.ReliabilityMetrics`.
     producers : the per-partition transactional producers (also the service's sink).
     txn_timeout_s : a step's transactions not done by then raise ``FeedError``.
+    idle_offsets_s : a partition with nothing to write but offsets opens no transaction; its offsets
+        go with its next one, or in one of their own once the oldest waited this long (0: never wait).
     """
 
     def __init__(self, *, agent_id: str, group_id: str, topics: Any, state_consumer: Callable[[str], Any],
-                 metrics: ReliabilityMetrics, producers: PartitionProducers, txn_timeout_s: float = 30.0) -> None:
+                 metrics: ReliabilityMetrics, producers: PartitionProducers, txn_timeout_s: float = 30.0,
+                 idle_offsets_s: float = 0.0) -> None:
         self.agent_id, self.group_id, self.topics = agent_id, group_id, topics
         self.metrics, self.producers, self.txn_timeout_s = metrics, producers, txn_timeout_s
+        self.idle_offsets_s = idle_offsets_s
+        self._idle = IdleOffsets()
         self.lock = asyncio.Lock()
         self.ownership = Ownership(agent_id=agent_id, topics=topics, state_consumer=state_consumer,
                                    metrics=metrics, lock=self.lock, producers=producers)
@@ -212,11 +228,21 @@ class Transactional:
 
         svc.source.consumer.subscribe(topics=self.input_topics, listener=_Listener())
 
-    async def close(self, svc: Host) -> None:
-        return None  # offsets are committed inside each step's transactions
+    def offsets_due(self) -> bool:
+        return self._idle.oldest_age(self.generation) >= self.idle_offsets_s
 
-    async def process(self, svc: Host, work: Work) -> None:
-        """Engine step, then per touched partition one transaction: children + DLQ + state + offsets."""
+    async def close(self, svc: Host) -> None:
+        """Commit the offsets still waiting (a failure is logged: they are read again, which is safe)."""
+        if not self._idle.waiting(self.generation):
+            return
+        try:
+            await self.process(svc, Work(Inbound(), {}, time.perf_counter(), 0, self.generation), all_idle=True)
+        except FeedError as exc:
+            log.warning("commit of waiting offsets at close failed (they will be read again): %s", exc)
+
+    async def process(self, svc: Host, work: Work, *, all_idle: bool = False) -> None:
+        """Engine step, then per touched partition one transaction: children + DLQ + state + offsets
+        (a partition with only offsets waits: :class:`IdleOffsets`; ``all_idle``: none waits)."""
         tracker = self.ownership.tracker
         assert tracker is not None
         async with self.lock:
@@ -244,6 +270,7 @@ class Transactional:
                 out.extend(svc.outputs(StepResult(rejected=[("control", i, WRONG_PARTITION)
                                                             for i in range(len(misplaced.control))]), misplaced))
             groups = self._by_partition(out, res, states, next_offsets(r for rs in work.records.values() for r in rs))
+            groups = self._idle.route(groups, self.generation, 0.0 if all_idle else self.idle_offsets_s)
             try:
                 await asyncio.wait_for(self._commit(groups), self.txn_timeout_s)
             except Exception as exc:
@@ -341,3 +368,66 @@ class Transactional:
                 log.warning("abort failed: %r", exc)
             raise
         await sink.commit()
+
+
+Groups = dict[int, tuple[list[OutRecord], dict[TopicPartition, int]]]
+
+
+class IdleOffsets:
+    """Offsets of partitions that had nothing else to write, waiting for a transaction.
+
+    A partition whose step wrote nothing (market data that closed no period, decided nothing and
+    changed no state record) need not open a transaction (~5 broker round trips, and the next one
+    then waits for its markers: ``bench/txn.py``). Its offsets wait here and go with the
+    partition's next transaction, or in one of their own once the oldest waited ``wait_s``.
+    Exactly once holds: every transaction of a partition carries the offsets of every row read
+    before it, so whatever a committed output or state record depends on is committed with it;
+    a crash re-reads the rows after the last commit, which affected nothing committed (the
+    restored state does not hold them; under the event clock every step that feeds rows writes
+    its symbols' market records, so it never waits). After a rebalance (another generation) the
+    waiting offsets are dropped: their rows are read again by whoever owns the partition.
+    """
+
+    def __init__(self) -> None:
+        self._offsets: dict[int, dict[TopicPartition, int]] = {}
+        self._since: dict[int, float] = {}
+        self._generation = -1
+
+    def _sync(self, generation: int) -> None:
+        if generation != self._generation:
+            self._offsets.clear()
+            self._since.clear()
+            self._generation = generation
+
+    def waiting(self, generation: int) -> bool:
+        self._sync(generation)
+        return bool(self._offsets)
+
+    def oldest_age(self, generation: int) -> float:
+        """Seconds the oldest waiting offsets have waited (-inf when none wait)."""
+        self._sync(generation)
+        return time.monotonic() - min(self._since.values()) if self._since else -math.inf
+
+    def route(self, groups: Groups, generation: int, wait_s: float) -> Groups:
+        """The transactions to run: ``groups`` without the offsets-only ones that may wait, with the
+        waiting offsets of every partition that commits now or has waited ``wait_s``."""
+        self._sync(generation)
+        now = time.monotonic()
+        out: Groups = {}
+        for p, (recs, offsets) in groups.items():
+            if recs or wait_s <= 0:
+                out[p] = (recs, offsets)
+            elif offsets:
+                _merge(self._offsets.setdefault(p, {}), offsets)
+                self._since.setdefault(p, now)
+        for p in list(self._offsets):
+            if p in out or now - self._since[p] >= wait_s:
+                _merge(out.setdefault(p, ([], {}))[1], self._offsets.pop(p))
+                del self._since[p]
+        return out
+
+
+def _merge(into: dict[TopicPartition, int], offsets: dict[TopicPartition, int]) -> None:
+    for tp, off in offsets.items():
+        if off > into.get(tp, -1):
+            into[tp] = off

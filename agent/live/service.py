@@ -303,6 +303,9 @@ class AgentService:
                     inflight = None
                 if work is not None and work.n:
                     inflight = asyncio.create_task(self._process(work), name="mpc-agent-process")
+                elif self.delivery.offsets_due():  # a quiet feed: an empty step commits what waits
+                    idle = Work(Inbound(), {}, time.perf_counter(), 0, self.delivery.generation)
+                    inflight = asyncio.create_task(self._process(idle), name="mpc-agent-process")
                 if until_idle and self._md_done and (work is None or work.n == 0):
                     break
         finally:

@@ -104,6 +104,11 @@ class KafkaSection(Section):
         default=2.0, ge=0, description="wait before retrying a transaction the broker refuses because the "
         "previous one's markers are still being written (KAFKA-5477); aiokafka's fixed 20 ms made every "
         "back-to-back transaction cost ~25-30 ms instead of ~8 (bench/txn.py; feeds.kafka.set_concurrent_txn_backoff)")
+    idle_offsets_commit_ms: float = Field(
+        default=1_000.0, ge=0, description="exactly once: a step with nothing to write but consumed offsets "
+        "(market data that closed no period) opens no transaction; its offsets go with its partition's next "
+        "transaction, or in one of their own once the oldest waited this long. 0: every step commits its "
+        "offsets at once (agent.live.delivery)")
     max_message_bytes: int = Field(default=1_048_576, gt=0)
     request_timeout_ms: int = Field(default=30_000, gt=0)
 
