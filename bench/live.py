@@ -69,6 +69,7 @@ SYMBOLS = [f"S{i:02d}" for i in range(20)]
 TARGETS = {"ingest_per_s": 50_000, "ingest_vs_consumer": 0.30, "latency_ms_p50": 3.0, "latency_ms_p99": 10.0,
            "latency_ms_p99_one_batch": 25.0}
 KAFKA_EXTRA: dict[str, Any] = {}  # KafkaSection fields set from the command line (--idle-offsets-ms)
+SERVICE_EXTRA: dict[str, Any] = {}  # ServiceSection fields of the backlog and paced phases (--md-buffer-rows)
 
 
 def workload(minutes: float) -> tuple[list[tuple[bytes, bytes]], np.ndarray, int]:
@@ -199,7 +200,8 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
     reports: list[Any] = []
     # the data stand in for a live feed: market records at the wall clock's interval (not the event
     # clock's exact every-step records, which are for re-processing history: agent.live.delivery)
-    settings = ServiceSection(poll_timeout_ms=20, max_batch_records=5000, market_state_interval_s=10.0)
+    settings = ServiceSection(poll_timeout_ms=20, max_batch_records=5000, market_state_interval_s=10.0,
+                              **SERVICE_EXTRA)
     svc = await build_service(conn, topics, engine, metrics, settings, exactly_once=exactly_once,
                               on_step=reports.append)
     items = parents(stagger_s)
@@ -335,6 +337,8 @@ def main() -> int:
     ap.add_argument("--scale-rate", type=float, default=20.0, help="snapshots per second and symbol (scale)")
     ap.add_argument("--idle-offsets-ms", type=float, default=None,
                     help="kafka.idle_offsets_commit_ms of the agents (default: the product's)")
+    ap.add_argument("--md-buffer-rows", type=int, default=None,
+                    help="service.md_buffer_rows of the backlog and paced phases (default: the product's)")
     ap.add_argument("--scale-only", action="store_true")
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--produce-only", default=None, metavar="TOPIC", help=argparse.SUPPRESS)
@@ -356,11 +360,13 @@ def main() -> int:
         return 0
     if args.idle_offsets_ms is not None:
         KAFKA_EXTRA["idle_offsets_commit_ms"] = args.idle_offsets_ms
+    if args.md_buffer_rows is not None:
+        SERVICE_EXTRA["md_buffer_rows"] = args.md_buffer_rows
     try:
         res = asyncio.run(main_async(args))
     finally:
         release_lease()
-    res["kafka_overrides"] = dict(KAFKA_EXTRA)
+    res["overrides"] = {"kafka": dict(KAFKA_EXTRA), "service": dict(SERVICE_EXTRA)}
     report(res)
     res["environment"] = environment()
     print(f"wrote {write_json(args.json, res)}")
