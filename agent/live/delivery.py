@@ -140,7 +140,7 @@ class AtLeastOnce:
                 svc.processed_ts.update(inb.md.latest_ts())
         elif inb.dlq:
             await svc.send(inb.dlq)
-        if work.records:
+        if work.records and self.commit_offsets:
             self._pending.update(next_offsets(r for rs in work.records.values() for r in rs))
         await self._commit(svc)
 
@@ -388,7 +388,8 @@ class IdleOffsets:
     waiting offsets are dropped: their rows are read again by whoever owns the partition.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._offsets: dict[int, dict[TopicPartition, int]] = {}
         self._since: dict[int, float] = {}
         self._generation = -1
@@ -406,13 +407,13 @@ class IdleOffsets:
     def oldest_age(self, generation: int) -> float:
         """Seconds the oldest waiting offsets have waited (-inf when none wait)."""
         self._sync(generation)
-        return time.monotonic() - min(self._since.values()) if self._since else -math.inf
+        return self.clock() - min(self._since.values()) if self._since else -math.inf
 
     def route(self, groups: Groups, generation: int, wait_s: float) -> Groups:
         """The transactions to run: ``groups`` without the offsets-only ones that may wait, with the
         waiting offsets of every partition that commits now or has waited ``wait_s``."""
         self._sync(generation)
-        now = time.monotonic()
+        now = self.clock()
         out: Groups = {}
         for p, (recs, offsets) in groups.items():
             if recs or wait_s <= 0:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from agent.live.delivery import IdleOffsets
@@ -32,13 +30,16 @@ def test_waiting_offsets_never_go_backwards() -> None:
 
 
 def test_overdue_offsets_commit_on_their_own() -> None:
-    idle = IdleOffsets()
+    now = [100.0]
+    idle = IdleOffsets(clock=lambda: now[0])
     assert idle.oldest_age(1) == -float("inf")
-    assert idle.route({0: ([], {MD0: 10})}, 1, 0.05) == {}
-    assert 0 <= idle.oldest_age(1) < 0.05
-    time.sleep(0.06)
-    assert idle.oldest_age(1) >= 0.05
-    assert idle.route({}, 1, 0.05) == {0: ([], {MD0: 10})}  # an empty step commits them
+    assert idle.route({0: ([], {MD0: 10})}, 1, 1.0) == {}
+    now[0] = 100.5
+    assert idle.route({0: ([], {MD0: 12})}, 1, 1.0) == {}  # the oldest still counts from 100.0
+    assert idle.oldest_age(1) == 0.5
+    now[0] = 101.0
+    assert idle.oldest_age(1) == 1.0
+    assert idle.route({}, 1, 1.0) == {0: ([], {MD0: 12})}  # an empty step commits them
     assert not idle.waiting(1)
 
 
