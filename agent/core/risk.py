@@ -19,6 +19,7 @@ buy, up for a sell) so the child never goes past it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -55,6 +56,17 @@ def _clean(x: float) -> Decimal:
     """``x`` as a decimal rounded to ``_DIGITS`` significant digits (arithmetic noise dropped)."""
     d = _dec(x)
     return d if d == 0 else round(d, _DIGITS - d.adjusted() - 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _round_price(rules: InstrumentRules, price: float, up: bool) -> float:
+    """:meth:`InstrumentRules.round_price` (cached: a decision rounds prices the book repeats, and the
+    exact decimal arithmetic is ~10 us a call)."""
+    x = _clean(price)
+    tick = _dec(rules.tick_at(price))
+    n = (x / tick).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR)
+    # rounding never leaves the band except onto its edge, which is on both grids (checked)
+    return float(n * tick)
 
 
 def tick_for(price: float, tick_table: TickTable = DEFAULT_TICK_TABLE) -> float:
@@ -125,11 +137,7 @@ class InstrumentRules:
         ``result / tick`` is an integer within float precision and it prints
         with the tick's decimals (``10.03``, never ``10.030000000000001``).
         """
-        x = _clean(price)
-        tick = _dec(self.tick_at(price))
-        n = (x / tick).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR)
-        # rounding never leaves the band except onto its edge, which is on both grids (checked)
-        return float(n * tick)
+        return _round_price(self, float(price), bool(up))
 
     def lot_for(self, parent_lot: float) -> float:
         """Shares per child lot: the least common multiple of the venue lot and the parent's lot."""
@@ -214,18 +222,28 @@ def child_limit_price(
     buy, up for a sell). Returns None when that bound is beyond the best level
     (the child could not fill at all).
     """
-    usable = (sz > 0) & np.isfinite(px)
-    if not usable.any():
+    # scalar over the <= 10 levels (numpy's per-call cost was most of this function's time); the
+    # same numbers as a cumsum and searchsorted(side="left"): the first level whose running depth
+    # reaches the quantity, else the last usable one
+    worst = math.nan
+    depth = 0.0
+    for price, size in zip(np.asarray(px, dtype=np.float64).tolist(), np.asarray(sz, dtype=np.float64).tolist(),
+                           strict=True):
+        if size > 0 and math.isfinite(price):
+            if math.isnan(worst):
+                best = price
+            worst = price
+            depth += size
+            if depth >= quantity:
+                break
+    if math.isnan(worst):
         return None
-    p, s = px[usable], sz[usable]
-    reach = int(np.searchsorted(np.cumsum(s), quantity, side="left"))
-    worst = float(p[min(reach, len(p) - 1)])
     slip = limits.limit_slippage_bps * 1e-4
     buy = side == "buy"
     limit = instrument.round_price(worst * (1 + slip) if buy else worst * (1 - slip), up=buy)
     if parent_limit is not None:
         bound = instrument.round_price(parent_limit, up=not buy)
-        if (buy and p[0] > bound) or (not buy and p[0] < bound):
+        if (buy and best > bound) or (not buy and best < bound):
             return None
         limit = min(limit, bound) if buy else max(limit, bound)
     return limit

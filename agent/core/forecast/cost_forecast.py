@@ -61,7 +61,7 @@ from agent.core.errors import DataError
 from agent.core.forecast.profile import IntradayProfile
 from agent.core.forecast.reversion import ReversionEstimator, ReversionSettings
 from agent.core.forecast.sampler import BookSampler, book_rows
-from agent.core.impact.curves import walk_cost
+from agent.core.impact.curves import walk_cost, walk_cost_levels
 from agent.core.impact.fit import GAMMA_FLOOR
 from agent.core.model import NS_PER_S, BookLike, FloatArray, ImpactParams, Side
 
@@ -191,6 +191,8 @@ class ParentForecaster:
         self.settings = settings or ReversionSettings()
         self.profile = profile if profile is not None else IntradayProfile.flat()
         self.penalty_ticks, self.tick = float(penalty_ticks), float(tick)
+        self._penalty = self.penalty_ticks * self.tick  # per share beyond the visible depth
+        self._sizes = self.sizes.tolist()
         self.est = {k: ReversionEstimator(self.settings) for k in KINDS}
         self.consumed: int | None = None  # last grid index taken from the sampler
 
@@ -199,6 +201,8 @@ class ParentForecaster:
 
         Returns the fit of ``extra`` when given.
         """
+        if extra is None and not sampler.has_rows_after(self.consumed):
+            return None
         idx, rows = sampler.rows_after(self.consumed)
         parts = ([rows] if idx.size else []) + ([extra[None]] if extra is not None else [])
         if not parts:
@@ -212,7 +216,7 @@ class ParentForecaster:
         return (float(beta[-1]), float(gamma[-1])) if extra is not None else None
 
     def _fit(self, picked: FloatArray) -> tuple[FloatArray, FloatArray]:
-        cost = walk_cost(picked, self.sizes, side=self.side, penalty=self.penalty_ticks * self.tick)
+        cost = walk_cost(picked, self.sizes, side=self.side, penalty=self._penalty)
         return self._grid.fit(cost)
 
     def now(self, sampler: BookSampler, book: BookLike, i: int) -> ImpactParams:
@@ -220,8 +224,14 @@ class ParentForecaster:
 
         Raises ``DataError`` when the row has no usable book on the walked side.
         """
-        fit = self.catch_up(sampler, book_rows(book, np.array([i]))[0])
-        assert fit is not None
+        if sampler.has_rows_after(self.consumed):
+            fit = self.catch_up(sampler, book_rows(book, np.array([i]))[0])
+            assert fit is not None
+        else:  # nothing new sampled (most decisions): walk the row's levels straight from the book
+            cost = walk_cost_levels(book.bid_px[i].tolist(), book.bid_sz[i].tolist(), book.ask_px[i].tolist(),
+                               book.ask_sz[i].tolist(), self._sizes, self.side, self._penalty)
+            beta, gamma = self._grid.fit(np.array([cost], dtype=np.float64))
+            fit = (float(beta[0]), float(gamma[0]))
         if not (math.isfinite(fit[0]) and math.isfinite(fit[1])):
             raise DataError("the decision snapshot has no usable book on the walked side")
         return ImpactParams(fit[0], fit[1])

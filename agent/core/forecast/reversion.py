@@ -59,6 +59,7 @@ what it costs (k-step errors against the alternatives).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -238,7 +239,7 @@ class ReversionEstimator:
     # -------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
         """JSON-able state (settings and sufficient statistics)."""
-        return {"kind": "reversion", "version": self.VERSION, "settings": _settings_dict(self.settings),
+        return {"kind": "reversion", "version": self.VERSION, "settings": dict(_settings_dict(self.settings)),
                 "level_sum": self.level_sum, "level_weight": self.level_weight,
                 "samples": self.samples, "sxy": self.sxy, "sxx": self.sxx, "pairs": self.pairs,
                 "pair_index": self.pair_index, "recent": [[k, v] for k, v in sorted(self.recent.items())],
@@ -264,7 +265,9 @@ class ReversionEstimator:
         return est
 
 
+@functools.lru_cache(maxsize=64)
 def _settings_dict(s: ReversionSettings) -> dict[str, float | None]:
-    """Settings as JSON numbers (an infinite value as None: strict JSON has no Infinity)."""
+    """Settings as JSON numbers (an infinite value as None: strict JSON has no Infinity); cached per
+    settings (frozen), every state record of a parent carries them: callers copy it."""
     values = {f: float(getattr(s, f)) for f in ReversionSettings.__dataclass_fields__}
     return {k: (None if math.isinf(v) else v) for k, v in values.items()}

@@ -72,6 +72,10 @@ class BookSampler:
             self._row, self._row_src = book_rows(book, np.array([i]))[0], None
         return self._row
 
+    def has_rows_after(self, index: int | None) -> bool:
+        """True when :meth:`rows_after` would return a sample (no array built)."""
+        return bool(self._store) and (index is None or int(self._store[-1][0][-1]) > index)
+
     def rows_after(self, index: int | None) -> tuple[IntArray, FloatArray]:
         """Stored samples with grid index > ``index`` (all stored when None): (indices, rows)."""
         parts: list[tuple[IntArray, FloatArray]] = []

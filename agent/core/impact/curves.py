@@ -28,7 +28,7 @@ from agent.core.model import NS_PER_S, BookLike, Side
 FloatArray = npt.NDArray[np.float64]
 
 __all__ = ["CostCurves", "cost_curves", "curves_from_book", "default_sizes", "depth_sizes", "ew_weights",
-           "walk_cost"]
+           "walk_cost", "walk_cost_levels"]
 
 
 # ------------------------------------------------------------------ cost curves
@@ -198,7 +198,13 @@ def walk_cost(rows: FloatArray, sizes: FloatArray, *, side: Side, penalty: float
 def _walk_one(row: FloatArray, sizes: FloatArray, side: Side, pen: float) -> list[float]:
     """:func:`_walk_block` for one row (4, L), operation for operation (same rounding); NaN when invalid."""
     bp, bs, ap, az = row.tolist()
-    x = sizes.tolist()
+    return walk_cost_levels(bp, bs, ap, az, sizes.tolist(), side, pen)
+
+
+def walk_cost_levels(bp: list[float], bs: list[float], ap: list[float], az: list[float], x: list[float],
+                side: Side, pen: float) -> list[float]:
+    """The cost of one snapshot's levels (float lists, best first) at sizes ``x``: :func:`_walk_one`
+    without the array (the decision path reads the levels of its row straight from the book)."""
     top = bs[0] > 0 and math.isfinite(bp[0]) and az[0] > 0 and math.isfinite(ap[0])
     px, sz = (ap, az) if side == "buy" else (bp, bs)
     usable = [q > 0 and math.isfinite(p) for p, q in zip(px, sz, strict=True)]

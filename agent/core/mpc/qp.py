@@ -104,6 +104,9 @@ class _Previous:
     y_dollars: FloatArray | None = None  # duals in dollars per share
 
 
+_AND, _MIN = np.logical_and.reduce, np.minimum.reduce
+
+
 class RecedingHorizonQP:
     """One parent order's QP: set up once (``setup_calls`` == 1), updated every period.
 
@@ -193,12 +196,13 @@ class RecedingHorizonQP:
         if n == 0 or (math.isfinite(r_tot) and r_tot <= 0):
             self._prev = _Previous(np.zeros(n))
             return Plan(np.zeros(n), 0.0, 0.0, SolverInfo("trivial", "nothing to do", 0, _us(t0)))
+        # ufunc reductions, not ndarray.all()/any() (their Python wrappers were a tenth of a decision);
+        # min() propagates NaN, so min(g) > 0 and min(u) >= 0 also refuse NaN
         valid = (math.isfinite(r_tot) and math.isfinite(w) and w >= 0
-                 and bool(np.isfinite(b).all() and np.isfinite(g).all() and (g > 0).all()
-                          and not np.isnan(u).any() and (u >= 0).all()))
+                 and bool(_AND(np.isfinite(b)) and _AND(np.isfinite(g)) and _MIN(g) > 0 and _MIN(u) >= 0))
         if not valid:
             return self._fallback("invalid_input", r_tot, b, g, u, w, t0, exact_ok=False)
-        shortfall = max(0.0, r_tot - float(np.sum(u)))
+        shortfall = max(0.0, r_tot - float(np.add.reduce(u)))  # np.sum's own reduction
         if shortfall > 0.0:  # the caps bind in every period: the one feasible plan is every cap
             return self._at_caps(u, b, g, r_tot, shortfall, w, t0)
         layout = make_layout(n, self.n_slots, self.settings.fine_slots)

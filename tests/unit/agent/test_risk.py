@@ -195,3 +195,34 @@ def test_property_round_price_of_a_grid_price_is_itself(n: int, tick: float, up:
 def test_fillable_within_counts_visible_depth_up_to_the_limit() -> None:
     assert risk.fillable_within("buy", ASK_PX, ASK_SZ, 10.01) == 300.0
     assert risk.fillable_within("buy", ASK_PX, ASK_SZ, 9.0) == 0.0
+
+
+def _limit_price_reference(side, px, sz, quantity, limits, parent_limit):  # type: ignore[no-untyped-def]
+    """The vectorised formula :func:`risk.child_limit_price` replaced (cumsum + searchsorted)."""
+    usable = (sz > 0) & np.isfinite(px)
+    if not usable.any():
+        return None
+    p, s = px[usable], sz[usable]
+    worst = float(p[min(int(np.searchsorted(np.cumsum(s), quantity, side="left")), len(p) - 1)])
+    slip, buy = limits.limit_slippage_bps * 1e-4, side == "buy"
+    rules = InstrumentRules()
+    limit = rules.round_price(worst * (1 + slip) if buy else worst * (1 - slip), up=buy)
+    if parent_limit is not None:
+        bound = rules.round_price(parent_limit, up=not buy)
+        if (buy and p[0] > bound) or (not buy and p[0] < bound):
+            return None
+        limit = min(limit, bound) if buy else max(limit, bound)
+    return limit
+
+
+@settings(max_examples=400, deadline=None)
+@given(px=st.lists(st.one_of(st.floats(0.5, 200.0), st.just(float("nan")), st.just(float("inf"))),
+                   min_size=1, max_size=10),
+       sz=st.lists(st.one_of(st.floats(0.0, 5_000.0), st.just(float("nan"))), min_size=10, max_size=10),
+       quantity=st.floats(0.0, 20_000.0), side=st.sampled_from(["buy", "sell"]),
+       parent_limit=st.one_of(st.none(), st.floats(0.5, 200.0)))
+def test_limit_price_is_the_cumulative_depth_formula(px, sz, quantity, side, parent_limit) -> None:  # type: ignore[no-untyped-def]
+    """The scalar level walk gives exactly the numbers of the cumsum/searchsorted formula."""
+    p, s = np.asarray(px, dtype=np.float64), np.asarray(sz[: len(px)], dtype=np.float64)
+    assert risk.child_limit_price(side, p, s, quantity, LIM, parent_limit) == \
+        _limit_price_reference(side, p, s, quantity, LIM, parent_limit)

@@ -10,12 +10,17 @@ beyond the visible depth.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.core.forecast.cost_forecast import FitGrid
-from agent.core.impact.curves import cost_curves, walk_cost
+from agent.core.errors import DataError
+from agent.core.forecast.cost_forecast import FitGrid, ParentForecaster
+from agent.core.forecast.sampler import BookSampler, book_rows
+from agent.core.impact.curves import cost_curves, default_sizes, walk_cost
 
 prices = st.one_of(st.floats(0.5, 200.0, allow_nan=False), st.just(float("nan")))
 sizes_ = st.one_of(st.floats(0.0, 5_000.0, allow_nan=False), st.just(0.0))
@@ -89,3 +94,24 @@ def test_a_few_rows_walk_is_the_vectorised_walk_bit_for_bit(book: list[np.ndarra
     ref = cost_curves(r[:, 0], r[:, 1], r[:, 2], r[:, 3], sizes, side=side,  # type: ignore[arg-type]
                       penalty_per_share=0.03).cost
     np.testing.assert_array_equal(walk_cost(r, sizes, side=side, penalty=0.03), ref)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(row=rows(), side=st.sampled_from(["buy", "sell"]), slice_=st.floats(1.0, 5_000.0))
+def test_decision_row_read_from_the_book_fits_as_the_catch_up_path(row: np.ndarray, side: str,
+                                                                    slice_: float) -> None:
+    """``ParentForecaster.now`` with nothing new sampled walks the row's levels straight from the
+    book (no (1, 4, L) array); the same bits as the catch-up path's walk and fit of that row."""
+    book = SimpleNamespace(bid_px=row[None, 0], bid_sz=row[None, 1], ask_px=row[None, 2], ask_sz=row[None, 3])
+    sizes = default_sizes(slice_, 1)
+    fast, ref = ParentForecaster(side, sizes), ParentForecaster(side, sizes)  # type: ignore[arg-type]
+    sampler = BookSampler()
+    assert not sampler.has_rows_after(fast.consumed)
+    expected = ref.catch_up(sampler, book_rows(book, np.array([0]))[0])  # type: ignore[arg-type]
+    assert expected is not None
+    if not (np.isfinite(expected[0]) and np.isfinite(expected[1])):
+        with pytest.raises(DataError):
+            fast.now(sampler, book, 0)  # type: ignore[arg-type]
+        return
+    got = fast.now(sampler, book, 0)  # type: ignore[arg-type]
+    assert (got.beta, got.gamma) == expected  # exact
