@@ -229,7 +229,7 @@ class ParentForecaster:
             assert fit is not None
         else:  # nothing new sampled (most decisions): walk the row's levels straight from the book
             cost = walk_cost_levels(book.bid_px[i].tolist(), book.bid_sz[i].tolist(), book.ask_px[i].tolist(),
-                               book.ask_sz[i].tolist(), self._sizes, self.side, self._penalty)
+                                    book.ask_sz[i].tolist(), self._sizes, self.side, self._penalty)
             beta, gamma = self._grid.fit(np.array([cost], dtype=np.float64))
             fit = (float(beta[0]), float(gamma[0]))
         if not (math.isfinite(fit[0]) and math.isfinite(fit[1])):

@@ -202,7 +202,7 @@ def _walk_one(row: FloatArray, sizes: FloatArray, side: Side, pen: float) -> lis
 
 
 def walk_cost_levels(bp: list[float], bs: list[float], ap: list[float], az: list[float], x: list[float],
-                side: Side, pen: float) -> list[float]:
+                     side: Side, pen: float) -> list[float]:
     """The cost of one snapshot's levels (float lists, best first) at sizes ``x``: :func:`_walk_one`
     without the array (the decision path reads the levels of its row straight from the book)."""
     top = bs[0] > 0 and math.isfinite(bp[0]) and az[0] > 0 and math.isfinite(ap[0])
