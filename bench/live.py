@@ -151,6 +151,7 @@ def step_breakdown(reports: list[Any]) -> dict[str, dict[str, float]]:
     steps = [r for r in reports if r.children]
     parts = {"wait": [r.t_engine_start - r.t_fetched for r in steps],
              "engine": [r.t_engine_end - r.t_engine_start for r in steps],
+             "engine_cpu": [r.engine_cpu_s for r in steps],  # thread CPU: engine wall minus waiting for the GIL
              "publish": [r.t_published - r.t_engine_end for r in steps],
              "total": [r.latency_s for r in steps]}
     return {k: {"p50": float(np.percentile(v, 50)) * 1e3, "p99": float(np.percentile(v, 99)) * 1e3}
@@ -303,10 +304,10 @@ def report(res: dict[str, Any]) -> None:
     print(f"targets (exactly once): ingest >= {t['ingest_per_s']:,}/s and >= {t['ingest_vs_consumer']:.0%} of the "
           f"consumer; latency p50 <= {t['latency_ms_p50']:g} ms, p99 <= {t['latency_ms_p99']:g} ms staggered, "
           f"p99 <= {t['latency_ms_p99_one_batch']:g} ms with 20 parents deciding in one batch")
-    print("\ndecision steps, where the time goes (ms, p50 / p99; StepReport):")
+    print("\ndecision steps, where the time goes (ms, p50 / p99; StepReport; engine_cpu: the engine thread's CPU time):")
     print_table([{"phase": r["phase"], "mode": r["mode"],
                   **{k: f"{v['p50']:.2f} / {v['p99']:.2f}" for k, v in r["breakdown"].items()}}
-                 for r in rows if r.get("breakdown")], ["phase", "mode", "wait", "engine", "publish", "total"])
+                 for r in rows if r.get("breakdown")], ["phase", "mode", "wait", "engine", "engine_cpu", "publish", "total"])
     scale = [r for r in rows if r["phase"] == "scale"]
     if scale:
         print("\nscale: parents on symbols at 1-second periods, exactly once (bench/live_scale.py)")
