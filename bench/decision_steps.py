@@ -38,6 +38,7 @@ from bench.live import DATA, DAY0, NS, SYMBOLS, parents  # noqa: E402
 
 def market(minutes: float) -> Any:
     """Every symbol's copy of the FROG rows from 14:00 for ``minutes``, in time order."""
+    from bench.engine import with_symbol
     from feeds.book import BookBatch
     from feeds.files.readers import read_book
 
@@ -45,10 +46,7 @@ def market(minutes: float) -> Any:
     ts = book.ts_event
     t0 = DAY0 + 14 * 3600 * NS
     part = book[int(np.searchsorted(ts, t0)):int(np.searchsorted(ts, t0 + int(minutes * 60) * NS))]
-    cols = ("ts_event", "ts_recv", "action", "side", "price", "size", "bid_px", "bid_sz", "ask_px", "ask_sz")
-    copies = [BookBatch(symbol=np.full(len(part), s, dtype=object), **{c: getattr(part, c) for c in cols})
-              for s in SYMBOLS]
-    allb = BookBatch.concat(copies)
+    allb = BookBatch.concat([with_symbol(part, s) for s in SYMBOLS])
     return allb[np.argsort(allb.ts_event, kind="stable")]
 
 

@@ -50,7 +50,8 @@ FROG = ROOT / ".." / "shared" / "data" / "FROG_2025-04-03.mbp10.csv.gz"
 BATCH = 2000
 
 
-def _with_symbol(book: BookBatch, name: str) -> BookBatch:
+def with_symbol(book: BookBatch, name: str) -> BookBatch:
+    """``book``'s rows under the symbol ``name`` (copies of one day for many symbols)."""
     fields = {f: getattr(book, f) for f in ("ts_event", "ts_recv", "action", "side", "price", "size",
                                            "bid_px", "bid_sz", "ask_px", "ask_sz")}
     return BookBatch(symbol=np.full(len(book), name, dtype=object), **fields)
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ts = book.ts_event
     book = book[: int(np.searchsorted(ts, int(ts[0]) + int(args.hours * 3600 * NS_PER_S)))]
     layouts = {"1 symbol": {"FROG": book},
-               "100 symbols": {f"S{i:03d}": _with_symbol(book, f"S{i:03d}") for i in range(100)}}
+               "100 symbols": {f"S{i:03d}": with_symbol(book, f"S{i:03d}") for i in range(100)}}
     rows = []
     for layout, books in layouts.items():
         base = None

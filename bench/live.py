@@ -151,7 +151,7 @@ def step_breakdown(reports: list[Any]) -> dict[str, dict[str, float]]:
     steps = [r for r in reports if r.children]
     parts = {"wait": [r.t_engine_start - r.t_fetched for r in steps],
              "engine": [r.t_engine_end - r.t_engine_start for r in steps],
-             "engine_cpu": [r.engine_cpu_s for r in steps],  # thread CPU: engine wall minus waiting for the GIL
+             "engine_cpu": [r.engine_cpu_s for r in steps],  # thread CPU time: the wall time less GIL waits and preemption
              "publish": [r.t_published - r.t_engine_end for r in steps],
              "total": [r.latency_s for r in steps]}
     return {k: {"p50": float(np.percentile(v, 50)) * 1e3, "p99": float(np.percentile(v, 99)) * 1e3}

@@ -202,11 +202,9 @@ class ParentForecaster:
         Returns the fit of ``extra`` when given.
         """
         if extra is None and not sampler.has_rows_after(self.consumed):
-            return None
+            return None  # (so ``parts`` below is never empty)
         idx, rows = sampler.rows_after(self.consumed)
         parts = ([rows] if idx.size else []) + ([extra[None]] if extra is not None else [])
-        if not parts:
-            return None
         beta, gamma = self._fit(np.concatenate(parts))
         if idx.size:
             t = idx * self.settings.sample_ns
