@@ -5,8 +5,9 @@
 1. ``KAFKA_BOOTSTRAP_SERVERS`` when set (an existing cluster);
 2. a testcontainers Kafka when a Docker engine answers within ~2 s;
 3. ``scripts/kafka-local start`` (Apache Kafka from Maven Central, KRaft, 127.0.0.1),
-   stopped at the end of the session if this session started it and no other
-   pytest session (lease files in ``.kafka-local/leases``) still uses it.
+   stopped at the end by the last pytest session (an xdist worker is one) that used it
+   (lease files in ``.kafka-local/leases``), when a pytest session started it: a broker
+   started by hand is left running.
 
 When no broker can be had, the test fails under ``CI=true`` and is skipped
 (with the reason) elsewhere. Any test using ``kafka_bootstrap`` is marked
@@ -29,6 +30,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
 TESTCONTAINERS_IMAGE = "confluentinc/cp-kafka:7.7.1"
+KAFKA_GROUP = "kafka"  # the xdist group of a broker test that names none (see pytest_collection_modifyitems)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -36,6 +38,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "kafka_bootstrap" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("kafka"):
             item.add_marker(pytest.mark.kafka)
+        # Under pytest-xdist (``scripts/test`` runs ``-n 2 --dist loadgroup``) the tests of one group run
+        # one after the other on one worker: the broker tests never overlap more than two at a time (this
+        # group and the ``kafka_processes`` group of the multi-agent tests), the unit tests fill the gaps.
+        if item.get_closest_marker("kafka") and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(KAFKA_GROUP))
 
 
 def _no_broker(reason: str) -> None:
@@ -73,9 +80,13 @@ def _docker_answers(timeout_s: float = 2.0) -> bool:
         return False
 
 
+def _kafka_local_dir() -> Path:
+    """``scripts/kafka-local``'s cache dir (``KAFKA_LOCAL_DIR``, else ``.kafka-local``)."""
+    return Path(os.environ.get("KAFKA_LOCAL_DIR", ROOT / ".kafka-local"))
+
+
 def _leases() -> Path:
-    base = Path(os.environ.get("KAFKA_LOCAL_DIR", ROOT / ".kafka-local"))
-    path = base / "leases"
+    path = _kafka_local_dir() / "leases"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -90,6 +101,15 @@ def _other_live_leases(mine: Path) -> list[Path]:
         else:
             lease.unlink(missing_ok=True)
     return live
+
+
+def _local_broker_pid() -> str:
+    """The pid of ``scripts/kafka-local``'s broker as its run dir records it ("" when none)."""
+    pid = _kafka_local_dir() / "run" / "pid"
+    try:
+        return pid.read_text().strip()
+    except OSError:
+        return ""
 
 
 def _kafka_local(cmd: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
@@ -138,12 +158,19 @@ def kafka_bootstrap() -> Iterator[str]:
     if started.returncode != 0 or not started.stdout.strip():
         lease.unlink(missing_ok=True)
         _no_broker(f"scripts/kafka-local start failed: {started.stderr.strip()[-2000:]}")
+    broker_pid = _local_broker_pid()
+    marker = lease.parent / "started-by-pytest"
+    if not was_running and broker_pid:  # this session (or a parallel one, e.g. an xdist worker) started it
+        marker.write_text(broker_pid)
     try:
         yield started.stdout.strip().splitlines()[-1]
     finally:
         lease.unlink(missing_ok=True)
-        if not was_running and not _other_live_leases(lease):
+        # the last session out stops a broker that pytest started (never one started by hand)
+        if (not _other_live_leases(lease) and broker_pid and marker.exists()
+                and marker.read_text() == broker_pid == _local_broker_pid()):
             _kafka_local("stop", 60)
+            marker.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +184,7 @@ def kafka_sasl_bootstrap(kafka_bootstrap: str) -> tuple[str, str, str]:
     env = os.environ.get("KAFKA_SASL_BOOTSTRAP_SERVERS", "").strip()
     if env:
         return env, os.environ.get("KAFKA_SASL_USERNAME", ""), os.environ.get("KAFKA_SASL_PASSWORD", "")
-    base = Path(os.environ.get("KAFKA_LOCAL_DIR", ROOT / ".kafka-local"))
+    base = _kafka_local_dir()
     local = base / "run" / "bootstrap"
     sasl = base / "run" / "sasl_bootstrap"
     if local.exists() and sasl.exists() and local.read_text().strip() == kafka_bootstrap:

@@ -15,7 +15,7 @@ import pytest
 
 from bench.chaos import ChaosConfig, print_report, run
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.xdist_group("kafka_processes")]
 
 
 def test_chaos_soak_reduced_nothing_lost_nothing_doubled(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from feeds.wire import codec
 from tests.integration.agent_process import AgentProcess, Market, Venue, agent_env
 from tests.integration.kafka_helpers import read_topic
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.xdist_group("kafka_processes")]
 
 KILLS = 10
 QTY = 1200.0

@@ -50,7 +50,7 @@ from tests.integration.test_crash_recovery import (
 )
 from tests.integration.test_zombie import symbols_by_partition, writer
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.xdist_group("kafka_processes")]
 
 CATCH_DEADLINE_S = 90.0
 PERIODS = 300  # the parents outlive both phases even when catching a transaction takes the whole deadline

@@ -34,7 +34,7 @@ from tests.integration.test_crash_recovery import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.xdist_group("kafka_processes")]
 
 SYMBOLS = [f"SYM{i:02d}" for i in range(12)]
 QTY = 400.0

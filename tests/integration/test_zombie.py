@@ -40,7 +40,7 @@ from tests.integration.test_crash_recovery import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.xdist_group("kafka_processes")]
 
 STOP_S = 15.0  # stalled for 2.5x the session timeout (6 s)
 PERIODS = 45
