@@ -26,11 +26,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
 TESTCONTAINERS_IMAGE = "confluentinc/cp-kafka:7.7.1"
 KAFKA_GROUP = "kafka"  # the xdist group of a broker test that names none (see pytest_collection_modifyitems)
+
+# No hypothesis deadline anywhere: beside another xdist worker a slow example measures the machine's load,
+# not the code (speed is for bench/, never for a timed assertion in a test).
+settings.register_profile("mpc-agent", deadline=None)
+settings.load_profile("mpc-agent")
 
 
 @pytest.hookimpl(tryfirst=True)
