@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 import tempfile
@@ -70,6 +71,39 @@ TARGETS = {"ingest_per_s": 50_000, "ingest_vs_consumer": 0.30, "latency_ms_p50":
            "latency_ms_p99_one_batch": 25.0}
 KAFKA_EXTRA: dict[str, Any] = {}  # KafkaSection fields set from the command line (--idle-offsets-ms)
 SERVICE_EXTRA: dict[str, Any] = {}  # ServiceSection fields of the backlog and paced phases (--md-buffer-rows)
+GC_TUNING = [True]  # agent.app.gc_tuning after the first service starts, as `mpc-agent run` does (--gc-defaults)
+
+
+class CollectorWatch:
+    """The garbage collector's pauses while a phase runs (``gc.callbacks``): count, total and longest."""
+
+    def __init__(self) -> None:
+        self.n, self.total_s, self.max_s, self._t = 0, 0.0, 0.0, 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+            return
+        d = time.perf_counter() - self._t
+        self.n, self.total_s, self.max_s = self.n + 1, self.total_s + d, max(self.max_s, d)
+
+    def __enter__(self) -> CollectorWatch:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+    def row(self) -> dict[str, float]:
+        return {"gc_collections": self.n, "gc_ms_total": 1e3 * self.total_s, "gc_ms_max": 1e3 * self.max_s}
+
+
+def tune_gc_like_the_agent() -> None:
+    """What ``mpc-agent run`` does to the collector once its service started (unless --gc-defaults)."""
+    from agent.app.gc_tuning import tune_gc
+
+    if GC_TUNING[0]:
+        tune_gc()
 
 
 def workload(minutes: float) -> tuple[list[tuple[bytes, bytes]], np.ndarray, int]:
@@ -211,6 +245,7 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
     tmp = Path(tempfile.mkdtemp(prefix="bench-live-"))
     watcher = ChildWatcher(conn.bootstrap_servers, topics.child_orders, tmp / "children.json") if paced else None
     async with svc:
+        tune_gc_like_the_agent()
         if not exactly_once:
             for p in items:
                 await svc.submit(p)
@@ -227,13 +262,14 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
                 sys.executable, __file__, "--produce-only", md_topic, "--bootstrap", conn.bootstrap_servers,
                 "--latency-minutes", str(paced), "--speed", str(speed_x), "--stamps", str(tmp / "stamps.npy"))
         cpu0, t0 = svc.engine_cpu_s, None
-        while len(svc.processed_ts) < len(SYMBOLS) or min(svc.processed_ts.values()) < t_last:
-            if t0 is None and svc.processed_ts:
-                t0, cpu0 = time.perf_counter(), svc.engine_cpu_s
-            if task.done():  # a failed step ends run(): report it instead of waiting forever
-                await task
-                raise RuntimeError("the service stopped before the end of the data")
-            await asyncio.sleep(0.002)
+        with CollectorWatch() as collector:
+            while len(svc.processed_ts) < len(SYMBOLS) or min(svc.processed_ts.values()) < t_last:
+                if t0 is None and svc.processed_ts:
+                    t0, cpu0 = time.perf_counter(), svc.engine_cpu_s
+                if task.done():  # a failed step ends run(): report it instead of waiting forever
+                    await task
+                    raise RuntimeError("the service stopped before the end of the data")
+                await asyncio.sleep(0.002)
         wall = time.perf_counter() - (t0 or time.perf_counter())
         cpu = svc.engine_cpu_s - cpu0
         if pub is not None:
@@ -250,7 +286,7 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
         "expected_children": sum(len([k for k in range(p.n_periods) if p.period_start_ns(k) <= t_last])
                                  for p in items),
         "transactions": int(txns) if txns is not None else None, "engine_cpu_share": cpu / wall if wall else None,
-        **percentiles(lat, "latency_ms"), "breakdown": step_breakdown(reports)}
+        **percentiles(lat, "latency_ms"), **collector.row(), "breakdown": step_breakdown(reports)}
     if paced:
         msgs, ts, _ = workload(paced)
         pub_ns = np.load(tmp / "stamps.npy")
@@ -299,7 +335,8 @@ def report(res: dict[str, Any]) -> None:
     print_table([r for r in rows if r["phase"] != "scale"],
                 ["phase", "mode", "messages", "wall_s", "rate_per_s", "vs_consumer", "child_orders",
                  "expected_children", "children_seen", "transactions", "latency_ms_p50", "latency_ms_p99",
-                 "latency_ms_max", "e2e_ms_p50", "e2e_ms_p99", "e2e_ms_max", "engine_cpu_share"])
+                 "latency_ms_max", "e2e_ms_p50", "e2e_ms_p99", "e2e_ms_max", "engine_cpu_share", "gc_ms_max",
+                 "gc_ms_total"])
     t = res["targets"]
     print(f"targets (exactly once): ingest >= {t['ingest_per_s']:,}/s and >= {t['ingest_vs_consumer']:.0%} of the "
           f"consumer; latency p50 <= {t['latency_ms_p50']:g} ms, p99 <= {t['latency_ms_p99']:g} ms staggered, "
@@ -340,6 +377,9 @@ def main() -> int:
                     help="kafka.idle_offsets_commit_ms of the agents (default: the product's)")
     ap.add_argument("--md-buffer-rows", type=int, default=None,
                     help="service.md_buffer_rows of the backlog and paced phases (default: the product's)")
+    ap.add_argument("--gc-defaults", action="store_true",
+                    help="leave the garbage collector as CPython sets it (the agent freezes its startup heap: "
+                         "agent.app.gc_tuning)")
     ap.add_argument("--scale-only", action="store_true")
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--produce-only", default=None, metavar="TOPIC", help=argparse.SUPPRESS)
@@ -363,11 +403,12 @@ def main() -> int:
         KAFKA_EXTRA["idle_offsets_commit_ms"] = args.idle_offsets_ms
     if args.md_buffer_rows is not None:
         SERVICE_EXTRA["md_buffer_rows"] = args.md_buffer_rows
+    GC_TUNING[0] = not args.gc_defaults
     try:
         res = asyncio.run(main_async(args))
     finally:
         release_lease()
-    res["overrides"] = {"kafka": dict(KAFKA_EXTRA), "service": dict(SERVICE_EXTRA)}
+    res["overrides"] = {"kafka": dict(KAFKA_EXTRA), "service": dict(SERVICE_EXTRA), "gc_defaults": args.gc_defaults}
     report(res)
     res["environment"] = environment()
     print(f"wrote {write_json(args.json, res)}")

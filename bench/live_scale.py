@@ -71,7 +71,13 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
     from agent.core.engine import ExecutionEngine
     from agent.live.metrics import AgentMetrics
     from agent.live.settings import ServiceSection, TopicsSection
-    from bench.live import build_service, publish_parents, step_breakdown, step_timeline
+    from bench.live import (
+        build_service,
+        publish_parents,
+        step_breakdown,
+        step_timeline,
+        tune_gc_like_the_agent,
+    )
     from feeds.kafka import create_topics
 
     tag = uuid.uuid4().hex[:6]
@@ -85,12 +91,14 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
     engine = ExecutionEngine(clock=time.time_ns)
     metrics = AgentMetrics.create(CollectorRegistry())
     reports: list[Any] = []
-    svc = await build_service(conn, topics, engine, metrics, ServiceSection(poll_timeout_ms=5, max_batch_records=5000),
-                              exactly_once=True, on_step=reports.append, clock="wall")
+    settings = ServiceSection(poll_timeout_ms=5, max_batch_records=5000)
+    svc = await build_service(conn, topics, engine, metrics, settings, exactly_once=True, on_step=reports.append,
+                              clock="wall")
     await publish_parents(conn, topics.parent_orders, items)
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     watcher = ChildWatcher(conn.bootstrap_servers, topics.child_orders, tmp / "children.json")
     async with svc:
+        tune_gc_like_the_agent()
         task = asyncio.create_task(svc.run(), name="bench-scale-agent")
         while len(engine.parents) < parents and not task.done() and time.time_ns() < t0:
             await asyncio.sleep(0.01)

@@ -247,9 +247,12 @@ async def run_live(cfg: AgentConfig, *, install_signals: bool = True) -> dict[st
 
 
 async def _run_once(built: Built, parent: Any) -> None:
+    from agent.app.gc_tuning import tune_gc
+
     async with built.service as service:
         if parent is not None:
             await service.submit(parent)
+        tune_gc()  # the process is the agent's: its startup heap frozen, once, after the first start
         await service.run(until_idle=service.md_feed is not None)
 
 

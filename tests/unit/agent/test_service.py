@@ -284,11 +284,18 @@ def test_cli_run_file_feed_writes_child_orders_and_fills_jsonl(tmp_path: Path, c
     if not FROG.exists():
         pytest.fail(f"{FROG} missing (../shared/data beside the clone)")
     monkeypatch.chdir(tmp_path)
+    # the agent process tunes its garbage collector once its service started: recorded, not done to pytest's
+    import agent.app.gc_tuning as gc_tuning
+
+    calls: list[str] = []
+    monkeypatch.setattr(gc_tuning, "_tuned", False)
+    monkeypatch.setattr(gc_tuning.gc, "freeze", lambda: calls.append("freeze"))
     out = tmp_path / "live" / "child.jsonl"
     rc = main(["run", "--feed", "file", "--data", str(FROG), "--speed", "0", "--side", "buy",
                "--quantity", "1000", "--start", "10:00", "--end", "10:20", "--out", str(out),
                "--metrics-port", "0"])
     assert rc == 0
+    assert calls == ["freeze"]
     summary = json.loads(capsys.readouterr().out)
     children = [codec.decode(line.encode()) for line in out.read_text().splitlines()]
     fills = [codec.decode(line.encode()) for line in (tmp_path / "live" / "fills.jsonl").read_text().splitlines()]
