@@ -35,6 +35,11 @@ callback (:class:`agent.live.observe.StepReport`): ``wait`` (fetched ->
 engine starts), ``engine`` (the step on the engine thread), ``publish``
 (engine done -> acknowledged/committed), ``total``.
 
+Like ``mpc-agent run``, every phase runs with the started agent's heap frozen
+(:mod:`agent.app.gc_tuning`; ``--gc-defaults`` leaves CPython's collector
+as it is); ``gc_ms_max`` / ``gc_ms_total`` are the collector's longest pause
+and total time in each backlog and paced phase (``gc.callbacks``).
+
 Usage::
 
     .venv/bin/python bench/live.py [--bootstrap H:P] [--minutes 60] [--speed 20] [--json out.json]
