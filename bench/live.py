@@ -38,7 +38,7 @@ engine starts), ``engine`` (the step on the engine thread), ``publish``
 Like ``mpc-agent run``, every phase runs with the started agent's heap frozen
 (:mod:`agent.app.gc_tuning`; ``--gc-defaults`` leaves CPython's collector
 as it is); ``gc_ms_max`` / ``gc_ms_total`` are the collector's longest pause
-and total time in each backlog and paced phase (``gc.callbacks``).
+and total time in each phase's measured interval (``gc.callbacks``).
 
 Usage::
 
@@ -355,7 +355,8 @@ def report(res: dict[str, Any]) -> None:
         print("\nscale: parents on symbols at 1-second periods, exactly once (bench/live_scale.py)")
         print_table(scale, ["parents", "symbols", "periods", "snapshots_per_s", "expected_children", "children_seen",
                             "skipped", "late", "lateness_ms_p50", "lateness_ms_p99", "lateness_ms_max", "e2e_ms_p50",
-                            "e2e_ms_p99", "engine_cpu_share", "process_cpu_share", "transactions"])
+                            "e2e_ms_p99", "engine_cpu_share", "process_cpu_share", "transactions", "gc_ms_max",
+                            "gc_ms_total"])
         print("the same scenario through the engine driver alone, in a simulated clock (engine_capacity):")
         print_table(scale, ["parents", "symbols", "periods", "sim_engine_cpu_share", "sim_us_per_decision",
                             "sim_skipped", "sim_late", "sim_lateness_ms_p99"])

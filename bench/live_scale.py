@@ -72,6 +72,7 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
     from agent.live.metrics import AgentMetrics
     from agent.live.settings import ServiceSection, TopicsSection
     from bench.live import (
+        CollectorWatch,
         build_service,
         publish_parents,
         step_breakdown,
@@ -110,7 +111,8 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
         while time.time_ns() < t0 and not task.done():
             await asyncio.sleep(0.005)
         cpu0, proc0, wall0 = svc.engine_cpu_s, time.process_time(), time.perf_counter()
-        await pub.wait()
+        with CollectorWatch() as collector:
+            await pub.wait()
         wall = time.perf_counter() - wall0
         cpu, proc = svc.engine_cpu_s - cpu0, time.process_time() - proc0
         seen = await watcher.finish(linger_s=2.0)
@@ -130,7 +132,7 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
             "children_seen": len(got), "skipped": len(expected - set(got)),
             "late": int(np.sum(np.asarray(lateness) > 1000.0)), **percentiles(lateness, "lateness_ms"),
             **percentiles(e2e, "e2e_ms"), "engine_cpu_share": cpu / wall, "process_cpu_share": proc / wall,
-            "transactions": int(txns) if txns is not None else None, "wall_s": wall,
+            "transactions": int(txns) if txns is not None else None, "wall_s": wall, **collector.row(),
             "breakdown": step_breakdown(reports), "timeline": step_timeline(reports),
             **engine_capacity(parents=parents, symbols=symbols, periods=periods, snapshots_per_s=snapshots_per_s)}
 
