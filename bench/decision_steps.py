@@ -33,19 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import environment, print_table, write_json  # noqa: E402
-from bench.live import DATA, DAY0, NS, SYMBOLS, parents  # noqa: E402
+from bench.live import DATA, NS, SYMBOLS, day_window, parents  # noqa: E402
 
 
 def market(minutes: float) -> Any:
     """Every symbol's copy of the FROG rows from 14:00 for ``minutes``, in time order."""
     from bench.engine import with_symbol
     from feeds.book import BookBatch
-    from feeds.files.readers import read_book
 
-    book = read_book([DATA]).batch
-    ts = book.ts_event
-    t0 = DAY0 + 14 * 3600 * NS
-    part = book[int(np.searchsorted(ts, t0)):int(np.searchsorted(ts, t0 + int(minutes * 60) * NS))]
+    part = day_window(minutes)
     allb = BookBatch.concat([with_symbol(part, s) for s in SYMBOLS])
     return allb[np.argsort(allb.ts_event, kind="stable")]
 

@@ -111,15 +111,21 @@ def tune_gc_like_the_agent() -> None:
         tune_gc()
 
 
-def workload(minutes: float) -> tuple[list[tuple[bytes, bytes]], np.ndarray, int]:
-    """(key, value) messages of 20 symbols in time order, their ts_event, the last ts_event."""
-    from feeds.file_feed import encode_rows
+def day_window(minutes: float) -> Any:
+    """The FROG day's rows from 14:00 UTC for ``minutes`` (a ``BookBatch``): what every phase replays."""
     from feeds.files.readers import read_book
 
     book = read_book(DATA).batch
     ts = book.ts_event
     t0 = DAY0 + 14 * 3600 * NS
-    part = book[int(np.searchsorted(ts, t0)):int(np.searchsorted(ts, t0 + int(minutes * 60) * NS))]
+    return book[int(np.searchsorted(ts, t0)):int(np.searchsorted(ts, t0 + int(minutes * 60) * NS))]
+
+
+def workload(minutes: float) -> tuple[list[tuple[bytes, bytes]], np.ndarray, int]:
+    """(key, value) messages of 20 symbols in time order, their ts_event, the last ts_event."""
+    from feeds.file_feed import encode_rows
+
+    part = day_window(minutes)
     base = [r.value for r in encode_rows(part, "md")]
     assert all(v is not None for v in base)
     msgs = [(s.encode(), v.replace(b'"symbol":"FROG"', f'"symbol":"{s}"'.encode()))  # type: ignore[union-attr]
