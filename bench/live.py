@@ -18,7 +18,12 @@ Phases (same broker, same run):
 2. ``agent_backlog``: the service draining the same backlog with the 20
    parents (in exactly-once mode published together with the backlog: the
    parent orders must still be read before the market data past their
-   start); ingest rate and its ratio to the bare consumer.
+   start); ingest rate and its ratio to the bare consumer. Exactly once runs
+   twice: as the product runs (``decode`` ``>=256``: batches that large are
+   decoded in the worker process, :mod:`agent.live.book_decoder`;
+   ``decoded_in_worker`` = the share of values that went there) and with
+   every batch decoded on the event loop (``decode`` ``inline``), the
+   worker's baseline.
 3. ``agent_paced``: a publisher process replays ``--latency-minutes`` at
    ``--speed`` times real time; parents staggered by ``--stagger-s``, and all
    at once (stagger 0: 20 decisions in the same batch). Latency two ways:
@@ -230,8 +235,10 @@ def e2e_ms(seen: list[dict[str, Any]], stamps: dict[tuple[str, int], int]) -> li
 
 
 async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float = 0.0, paced: float | None = None,
-                    speed_x: float = 0.0, exactly_once: bool = False) -> dict[str, Any]:
-    """Run the service on ``md_topic`` until every symbol reached ``t_last`` (see the module docstring)."""
+                    speed_x: float = 0.0, exactly_once: bool = False,
+                    service: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the service on ``md_topic`` until every symbol reached ``t_last`` (see the module docstring);
+    ``service``: ServiceSection fields of this run (over ``SERVICE_EXTRA``)."""
     from prometheus_client import CollectorRegistry
 
     from agent.core.engine import ExecutionEngine
@@ -247,7 +254,7 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
     # the data stand in for a live feed: market records at the wall clock's interval (not the event
     # clock's exact every-step records, which are for re-processing history: agent.live.delivery)
     settings = ServiceSection(poll_timeout_ms=20, max_batch_records=5000, market_state_interval_s=10.0,
-                              **SERVICE_EXTRA)
+                              **(SERVICE_EXTRA | (service or {})))
     svc = await build_service(conn, topics, engine, metrics, settings, exactly_once=exactly_once,
                               on_step=reports.append)
     items = parents(stagger_s)
@@ -290,9 +297,14 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
         await task
         lat = np.array(svc.decision_latencies_s) * 1e3
         snaps = svc.metrics.registry.get_sample_value("mpc_agent_snapshots_total") or 0.0
+        offloaded = svc.metrics.registry.get_sample_value("mpc_agent_md_decoded_total", {"where": "process"}) or 0.0
+        decoded = offloaded + (svc.metrics.registry.get_sample_value("mpc_agent_md_decoded_total",
+                                                                     {"where": "inline"}) or 0.0)
         txns = svc.metrics.registry.get_sample_value("mpc_agent_transactions_total", {"outcome": "committed"})
     out: dict[str, Any] = {
         "mode": "exactly-once" if exactly_once else "plain", "snapshots": int(snaps), "wall_s": wall,
+        "decode": "inline" if settings.decode_worker_min_records is None else f">={settings.decode_worker_min_records}",
+        "decoded_in_worker": offloaded / decoded if decoded else 0.0,
         "rate_per_s": snaps / wall if wall > 0 else float("nan"), "child_orders": svc.children_sent,
         "expected_children": sum(len([k for k in range(p.n_periods) if p.period_start_ns(k) <= t_last])
                                  for p in items),
@@ -323,8 +335,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         raw_s = await bare_consume(conn, backlog, n)
         rows += [{"phase": "produce", "messages": n, "wall_s": produce_s, "rate_per_s": n / produce_s},
                  {"phase": "consumer (baseline)", "messages": n, "wall_s": raw_s, "rate_per_s": n / raw_s}]
-        for eo in (False, True):
-            res = await run_agent(conn, backlog, t_last, stagger_s=args.stagger_s, exactly_once=eo)
+        # the product (large batches decoded in the worker process), and exactly once decoding every batch
+        # on the event loop: the decode worker's baseline in the same run
+        for eo, service in ((False, None), (True, None), (True, {"decode_worker_min_records": None})):
+            res = await run_agent(conn, backlog, t_last, stagger_s=args.stagger_s, exactly_once=eo, service=service)
             rows.append({"phase": "agent_backlog", "messages": n, **res, "vs_consumer": res["rate_per_s"] * raw_s / n})
         _, _, lat_last = workload(args.latency_minutes)
         for stagger, eo in ((args.stagger_s, False), (args.stagger_s, True), (0.0, False), (0.0, True)):
@@ -344,7 +358,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def report(res: dict[str, Any]) -> None:
     rows = res["rows"]
     print_table([r for r in rows if r["phase"] != "scale"],
-                ["phase", "mode", "messages", "wall_s", "rate_per_s", "vs_consumer", "child_orders",
+                ["phase", "mode", "decode", "decoded_in_worker", "messages", "wall_s", "rate_per_s", "vs_consumer", "child_orders",
                  "expected_children", "children_seen", "transactions", "latency_ms_p50", "latency_ms_p99",
                  "latency_ms_max", "e2e_ms_p50", "e2e_ms_p99", "e2e_ms_max", "engine_cpu_share", "gc_ms_max",
                  "gc_ms_total"])

@@ -21,6 +21,7 @@ Events (``event`` value: where it is logged):
 ``restore``                 a parent restored from the state topic (:mod:`agent.live.ownership`)
 ``rebalance``               partitions assigned: records read, parents restored and dropped
 ``kafka_outage``            the Kafka client's connection errors started / stopped
+``decode_worker``           the market-data decode worker is ready / failed (:mod:`agent.live.book_decoder`)
 ``log_suppressed``          how many lines of one key a :class:`RateLimitedLog` held back
 ==========================  ==============================================================
 

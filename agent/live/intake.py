@@ -73,7 +73,7 @@ from feeds.reasons import (
 from feeds.reasons import PARENT_DONE as PARENT_DONE
 from feeds.reasons import UNKNOWN_PARENT as UNKNOWN_PARENT
 from feeds.wire import codec
-from feeds.wire.fast_mbp10 import decode_books
+from feeds.wire.fast_mbp10 import DecodedBooks, decode_books
 from feeds.wire.messages import KillSwitchMsg, ParentCancelMsg, ParentOrderMsg
 
 MD_SCHEMAS = frozenset({"mbp10.v1"})
@@ -133,20 +133,23 @@ class Intake:
 
     # ------------------------------------------------------------- public
     def take(self, records: Mapping[str, Sequence[Record]], extra_md: BookBatch | None = None, *,
-             deferred: bool = False) -> Inbound:
+             deferred: bool = False, md_decoded: DecodedBooks | None = None) -> Inbound:
         """Decode and validate ``records`` (by topic) plus optional already-parsed market data.
 
         With ``deferred`` the batch's metric updates wait in ``Inbound.tally`` until :meth:`count`
-        (the service's delivery calls it when it processes the batch, never for a discarded one)."""
+        (the service's delivery calls it when it processes the batch, never for a discarded one).
+        ``md_decoded``: ``decode_books`` of the market-data records' values, already done (by
+        :class:`agent.live.book_decoder.BookDecoder`); None = decode them here."""
         inb = Inbound(records=sum(len(v) for v in records.values()))
         self._tally = inb.tally if deferred else None
         try:
-            self._take(records, extra_md, inb)
+            self._take(records, extra_md, inb, md_decoded)
         finally:
             self._tally = None
         return inb
 
-    def _take(self, records: Mapping[str, Sequence[Record]], extra_md: BookBatch | None, inb: Inbound) -> None:
+    def _take(self, records: Mapping[str, Sequence[Record]], extra_md: BookBatch | None, inb: Inbound,
+              md_decoded: DecodedBooks | None) -> None:
         for rec in records.get(self.topics.parent_orders, ()):
             item = self._parent(rec, inb.dlq)
             if isinstance(item, KillSwitchCommand):
@@ -164,7 +167,7 @@ class Intake:
                 continue
             inb.fills.append(codec.fill_to_model(msg))
             inb.fill_records.append(rec)
-        md, recs = self._books(records.get(self.topics.md, ()), inb.dlq)
+        md, recs = self._books(records.get(self.topics.md, ()), inb.dlq, md_decoded)
         if extra_md is not None and len(extra_md):
             md = extra_md if md is None else BookBatch.concat([extra_md, md])
             recs = None
@@ -304,12 +307,17 @@ class Intake:
                 return TS_FUTURE, f"{TS_FUTURE}: start more than 7 days ahead"
         return None
 
-    def _books(self, recs: Sequence[Record], dlq: list[OutRecord]) -> tuple[BookBatch | None, list[Record] | None]:
+    def _books(self, recs: Sequence[Record], dlq: list[OutRecord],
+               decoded: DecodedBooks | None) -> tuple[BookBatch | None, list[Record] | None]:
         """``mbp10.v1`` records -> BookBatch by ``feeds.wire.fast_mbp10.decode_books`` (the strict
-        codec's verdict, value by value); refused records -> DLQ copies with the codec's reason."""
+        codec's verdict, value by value; ``decoded`` when it was already run on these values);
+        refused records -> DLQ copies with the codec's reason."""
         if not recs:
             return None, None
-        out = decode_books([r.value for r in recs], max_bytes=self.max_message_bytes)
+        out = decoded if decoded is not None else decode_books([r.value for r in recs],
+                                                                max_bytes=self.max_message_bytes)
+        if len(out.books) + len(out.rejected) != len(recs):
+            raise ValueError(f"md_decoded covers {len(out.books) + len(out.rejected)} values, not {len(recs)}")
         for bad in out.rejected:
             self._reject(recs[bad.index], bad.reason, bad.detail, dlq)
         if not len(out.books):

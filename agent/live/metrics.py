@@ -62,6 +62,8 @@ class AgentMetrics:
     kill_switch: Gauge
     parents: Gauge
     parent_unfilled: Counter
+    md_decoded: Counter
+    decode_worker_failures: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> AgentMetrics:
@@ -114,6 +116,11 @@ class AgentMetrics:
                           "retention passes)", ["status"], registry=reg),
             parent_unfilled=Counter(f"{p}parent_unfilled_shares", "Shares left unexecuted by parents that ended "
                                     "(expired or cancelled), by symbol", ["symbol"], registry=reg),
+            md_decoded=Counter(f"{p}md_decoded", "Market-data values decoded, by where: inline on the event loop "
+                               "or in the decode worker process", ["where"], registry=reg),
+            decode_worker_failures=Counter(f"{p}decode_worker_failures", "Times the market-data decode worker "
+                                           "failed (its batch decoded inline, a new worker started later)",
+                                           registry=reg),
         )
 
     # ------------------------------------------------------------ helpers

@@ -10,7 +10,9 @@ Each step of the main loop (:meth:`AgentService.step`):
    a file feed (``--feed file``) may add a ``BookBatch`` of market data;
 2. :class:`agent.live.intake.Intake` decodes and validates every record at the
    boundary; a bad one goes to the DLQ with its reason and is counted, never
-   stopping the agent;
+   stopping the agent (a large batch of market data is decoded in a worker
+   process, :class:`agent.live.book_decoder.BookDecoder`, while the loop serves
+   the step in flight);
 3. one job on the engine thread (:class:`agent.live.engine_step.EngineDriver`)
    applies, in this order, parent orders / cancels, fills (de-duplicated by
    ``fill_id``) and the market data a decision needs now (latency first: the
@@ -49,6 +51,7 @@ from typing import Any, TypeVar
 from agent.core.engine import ExecutionEngine
 from agent.core.errors import FeedError, RetriableFeedError
 from agent.core.model import ParentOrder
+from agent.live.book_decoder import BookDecoder
 from agent.live.delivery import AtLeastOnce, Delivery
 from agent.live.engine_step import EngineDriver, StepResult, Venue
 from agent.live.events import RateLimitedLog
@@ -115,6 +118,8 @@ class AgentService:
                              max_future_skew_ms=self.settings.max_future_skew_ms,
                              max_parent_periods=self.settings.max_parent_periods,
                              dead_letter_log=RateLimitedLog.from_settings(log_settings or LogSection()))
+        self.decoder = BookDecoder(max_bytes=max_message_bytes, min_records=self.settings.decode_worker_min_records,
+                                   metrics=metrics)
         self.delivery: Delivery = delivery if delivery is not None else AtLeastOnce()
         exact = self.delivery.every_row_in_its_step(self.settings)
         self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue,
@@ -177,6 +182,7 @@ class AgentService:
         if self._executor is not None:  # waits for an engine job still running
             self._executor.shutdown(wait=True)
             self._executor = None
+        await self.decoder.close()
 
     async def _close_feeds(self) -> None:
         try:
@@ -352,7 +358,9 @@ class AgentService:
                 await asyncio.sleep(0.5)
                 return None
         t_arrival = time.perf_counter()
-        inb = self.intake.take(records, file_batch, deferred=True)
+        md_recs = records.get(self.topics.md)
+        decoded = await self.decoder.decode([r.value for r in md_recs]) if md_recs else None
+        inb = self.intake.take(records, file_batch, deferred=True, md_decoded=decoded)
         pending = self.ops.take_pending_kill()  # an operator's change, to be written to the state topic
         inb.kill.extend(pending)
         if self.source is not None:

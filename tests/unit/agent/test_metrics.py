@@ -26,6 +26,8 @@ REQUIRED = {
     "mpc_agent_kill_switch": "gauge",
     "mpc_agent_parents": "gauge",
     "mpc_agent_parent_unfilled_shares": "counter",
+    "mpc_agent_md_decoded": "counter",
+    "mpc_agent_decode_worker_failures": "counter",
     "process_start_time_seconds": "gauge",
 }
 
@@ -48,6 +50,7 @@ def test_create_registers_every_design_metric_on_the_injected_registry() -> None
     m.fallback_plans.labels(reason="solver_failed")
     m.snapshots_rejected.labels(reason="crossed_book")
     m.child_orders.labels(side="buy")
+    m.md_decoded.labels(where="process")
     for g in (m.parent_remaining, m.impact_beta, m.impact_gamma):
         g.labels(symbol="FROG")
     fams = _families(generate_latest(reg).decode())
