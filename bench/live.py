@@ -403,6 +403,9 @@ def main() -> int:
                     help="kafka.idle_offsets_commit_ms of the agents (default: the product's)")
     ap.add_argument("--md-buffer-rows", type=int, default=None,
                     help="service.md_buffer_rows of the backlog and paced phases (default: the product's)")
+    ap.add_argument("--decode-worker-min-records", default=None, metavar="N|none",
+                    help="service.decode_worker_min_records of the phases (default: the product's; none = every "
+                         "batch decoded on the event loop)")
     ap.add_argument("--gc-defaults", action="store_true",
                     help="leave the garbage collector as CPython sets it (the agent freezes its startup heap: "
                          "agent.app.gc_tuning)")
@@ -429,6 +432,9 @@ def main() -> int:
         KAFKA_EXTRA["idle_offsets_commit_ms"] = args.idle_offsets_ms
     if args.md_buffer_rows is not None:
         SERVICE_EXTRA["md_buffer_rows"] = args.md_buffer_rows
+    if args.decode_worker_min_records is not None:
+        n_min = args.decode_worker_min_records
+        SERVICE_EXTRA["decode_worker_min_records"] = None if n_min.lower() == "none" else int(n_min)
     GC_TUNING[0] = not args.gc_defaults
     try:
         res = asyncio.run(main_async(args))

@@ -78,6 +78,7 @@ class BookDecoder:
         self._ready = False
         self._failed_at = float("-inf")
         self._backoff_s = RESTART_BACKOFF_S
+        self._seq = 0  # job number: an answer must carry its job's
         self._lock = asyncio.Lock()
         self.offloaded = self.inline = self.failures = 0  # values decoded each way, worker failures
 
@@ -96,11 +97,17 @@ class BookDecoder:
         if self.min_records is None or len(values) < self.min_records or not self._worker():
             return self._inline(values)
         async with self._lock:  # one job at a time on the pipe
+            proc = self._proc
             try:
                 out = await self._roundtrip(values)
             except (OSError, EOFError, asyncio.IncompleteReadError, pickle.PickleError, WorkerError) as exc:
-                await self._fail(exc)
+                if self._proc is proc:  # (not when close() took the worker away meanwhile)
+                    await self._fail(exc)
                 return self._inline(values)
+            except BaseException:  # cancelled mid-job: its answer must never be read as the next job's
+                if self._proc is proc:
+                    self._discard()
+                raise
         self._count("process", len(values))
         return out
 
@@ -164,11 +171,15 @@ class BookDecoder:
     async def _roundtrip(self, values: Sequence[bytes | None]) -> DecodedBooks:
         proc = self._proc
         assert proc is not None and proc.stdin is not None
-        job = pickle.dumps((list(values), self.max_bytes), protocol=pickle.HIGHEST_PROTOCOL)
+        self._seq += 1
+        job = pickle.dumps((self._seq, list(values), self.max_bytes), protocol=pickle.HIGHEST_PROTOCOL)
         proc.stdin.write(_HEADER.pack(len(job)))
         proc.stdin.write(job)
         await proc.stdin.drain()
-        out = await self._read()
+        answer = await self._read()
+        seq, out = answer if isinstance(answer, tuple) and len(answer) == 2 else (None, answer)
+        if seq != self._seq:
+            raise WorkerError(f"the worker answered job {seq!r} to job {self._seq}: {out!r:.200}")
         if not isinstance(out, DecodedBooks):
             raise WorkerError(f"the worker answered {type(out).__name__}: {out!r:.200}")
         if len(out.books) + len(out.rejected) != len(values):
@@ -180,6 +191,13 @@ class BookDecoder:
         assert proc is not None and proc.stdout is not None
         (n,) = _HEADER.unpack(await proc.stdout.readexactly(_HEADER.size))
         return pickle.loads(await proc.stdout.readexactly(n))
+
+    def _discard(self) -> None:
+        """Kill the worker at once (its pipe may hold an answer no one will read); a new one starts at
+        the next large batch."""
+        proc, self._proc, self._ready, self._starting = self._proc, None, False, None
+        if proc is not None and proc.returncode is None:
+            proc.kill()
 
     async def _fail(self, exc: BaseException) -> None:
         self.failures += 1
@@ -215,8 +233,9 @@ def _widen(fd: int) -> None:
 
 # ------------------------------------------------------------------ the worker
 def serve(inp: BinaryIO, out: BinaryIO) -> None:
-    """The worker's loop: read ``(values, max_bytes)`` frames, answer each with ``decode_books``'s result
-    (or the exception it raised, pickled); return at the end of ``inp``."""
+    """The worker's loop: read ``(seq, values, max_bytes)`` frames, answer each with ``(seq, result)``
+    where ``result`` is ``decode_books``'s (or the text of the exception it raised; ``seq`` None when the
+    frame itself could not be read); return at the end of ``inp``."""
     _write(out, READY)
     while True:
         head = inp.read(_HEADER.size)
@@ -226,12 +245,13 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
         job = inp.read(n)
         if len(job) < n:
             return
+        seq = None
         try:
-            values, max_bytes = pickle.loads(job)
+            seq, values, max_bytes = pickle.loads(job)
             result: Any = decode_books(values, max_bytes=max_bytes)
         except Exception as exc:  # the parent logs it and decodes the batch itself
             result = f"{type(exc).__name__}: {exc}"
-        _write(out, result)
+        _write(out, (seq, result))
 
 
 def _write(out: BinaryIO, obj: Any) -> None:

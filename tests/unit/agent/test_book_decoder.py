@@ -148,8 +148,8 @@ async def test_an_answer_that_is_not_a_decoded_batch_is_a_failure_not_a_result()
         # a job the worker cannot unpickle: it answers with the error's text, which the agent refuses
         dec._proc.stdin.write(book_decoder._HEADER.pack(3) + b"\x80\x05X")
         await dec._proc.stdin.drain()
-        answer = await dec._read()
-        assert isinstance(answer, str) and "Error" in answer
+        seq, answer = await dec._read()
+        assert seq is None and isinstance(answer, str) and "Error" in answer
         dec._proc.stdin.write(book_decoder._HEADER.pack(3) + b"\x80\x05X")  # the next answer is that text
         assert_same(await dec.decode(values), decode_books(values, max_bytes=max_bytes))
         assert dec.failures == 1 and dec.inline == len(values)
@@ -157,11 +157,54 @@ async def test_an_answer_that_is_not_a_decoded_batch_is_a_failure_not_a_result()
         await dec.close()
 
 
+async def test_a_stale_answer_of_the_same_size_is_never_taken_for_the_next_batch() -> None:
+    """An answer left in the pipe (a job whose caller went away) has the right size for the next batch
+    of as many values: only the job number tells them apart."""
+    a, max_bytes = hostile_batch(4)
+    b, _ = hostile_batch(5)
+    assert len(a) == len(b)
+    dec = BookDecoder(max_bytes=max_bytes, min_records=1)
+    try:
+        assert await dec.warm()
+        assert dec._proc is not None and dec._proc.stdin is not None
+        frame = pickle.dumps((999, a, max_bytes))
+        dec._proc.stdin.write(book_decoder._HEADER.pack(len(frame)) + frame)
+        assert_same(await dec.decode(b), decode_books(b, max_bytes=max_bytes))
+        assert dec.failures == 1 and dec.inline == len(b)
+    finally:
+        await dec.close()
+
+
+async def test_a_job_cancelled_midway_takes_its_worker_with_it() -> None:
+    values, max_bytes = hostile_batch(6, n=40)
+    dec = BookDecoder(max_bytes=max_bytes, min_records=1)
+    try:
+        assert await dec.warm()
+        pid = dec.pid
+        assert pid is not None
+        job = asyncio.create_task(dec.decode(values))
+        await asyncio.sleep(0)  # the job is written, its answer not read
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        assert dec.pid is None and dec.failures == 0
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert not alive(pid)
+        other, _ = hostile_batch(7, n=40)
+        assert_same(await dec.decode(other), decode_books(other, max_bytes=max_bytes))
+        assert await dec.warm()  # and a new worker serves the next ones
+        assert_same(await dec.decode(other), decode_books(other, max_bytes=max_bytes))
+    finally:
+        await dec.close()
+
+
 def test_serve_answers_each_frame_in_order_and_stops_at_the_end_of_its_input() -> None:
     jobs = [hostile_batch(s, n=2) for s in range(2)]
     inp = io.BytesIO()
-    for values, max_bytes in jobs:
-        frame = pickle.dumps((values, max_bytes))
+    for seq, (values, max_bytes) in enumerate(jobs):
+        frame = pickle.dumps((seq, values, max_bytes))
         inp.write(book_decoder._HEADER.pack(len(frame)) + frame)
     inp.write(book_decoder._HEADER.pack(100) + b"cut short")  # a truncated frame: the agent is gone
     inp.seek(0)
@@ -173,7 +216,8 @@ def test_serve_answers_each_frame_in_order_and_stops_at_the_end_of_its_input() -
         (n,) = book_decoder._HEADER.unpack(head)
         answers.append(pickle.loads(out.read(n)))
     assert answers[0] == READY and len(answers) == 3
-    for (values, max_bytes), got in zip(jobs, answers[1:], strict=True):
+    for seq, ((values, max_bytes), (got_seq, got)) in enumerate(zip(jobs, answers[1:], strict=True)):
+        assert got_seq == seq
         assert_same(got, decode_books(values, max_bytes=max_bytes))
 
 
