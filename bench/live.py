@@ -303,7 +303,7 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
         txns = svc.metrics.registry.get_sample_value("mpc_agent_transactions_total", {"outcome": "committed"})
     out: dict[str, Any] = {
         "mode": "exactly-once" if exactly_once else "plain", "snapshots": int(snaps), "wall_s": wall,
-        "decode": "inline" if settings.decode_worker_min_records is None else f">={settings.decode_worker_min_records}",
+        "decode": "inline" if not settings.decode_worker_min_records else f">={settings.decode_worker_min_records}",
         "decoded_in_worker": offloaded / decoded if decoded else 0.0,
         "rate_per_s": snaps / wall if wall > 0 else float("nan"), "child_orders": svc.children_sent,
         "expected_children": sum(len([k for k in range(p.n_periods) if p.period_start_ns(k) <= t_last])
@@ -337,7 +337,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                  {"phase": "consumer (baseline)", "messages": n, "wall_s": raw_s, "rate_per_s": n / raw_s}]
         # the product (large batches decoded in the worker process), and exactly once decoding every batch
         # on the event loop: the decode worker's baseline in the same run
-        for eo, service in ((False, None), (True, None), (True, {"decode_worker_min_records": None})):
+        for eo, service in ((False, None), (True, None), (True, {"decode_worker_min_records": 0})):
             res = await run_agent(conn, backlog, t_last, stagger_s=args.stagger_s, exactly_once=eo, service=service)
             rows.append({"phase": "agent_backlog", "messages": n, **res, "vs_consumer": res["rate_per_s"] * raw_s / n})
         _, _, lat_last = workload(args.latency_minutes)
@@ -434,7 +434,7 @@ def main() -> int:
         SERVICE_EXTRA["md_buffer_rows"] = args.md_buffer_rows
     if args.decode_worker_min_records is not None:
         n_min = args.decode_worker_min_records
-        SERVICE_EXTRA["decode_worker_min_records"] = None if n_min.lower() == "none" else int(n_min)
+        SERVICE_EXTRA["decode_worker_min_records"] = 0 if n_min.lower() == "none" else int(n_min)
     GC_TUNING[0] = not args.gc_defaults
     try:
         res = asyncio.run(main_async(args))

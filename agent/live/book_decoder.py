@@ -98,9 +98,11 @@ class BookDecoder:
             return self._inline(values)
         async with self._lock:  # one job at a time on the pipe
             proc = self._proc
+            if not self._ready or proc is None:  # failed or closed while this job waited for the lock
+                return self._inline(values)
             try:
                 out = await self._roundtrip(values)
-            except (OSError, EOFError, asyncio.IncompleteReadError, pickle.PickleError, WorkerError) as exc:
+            except Exception as exc:  # a dead worker (EOF, broken pipe), a wrong or unreadable answer
                 if self._proc is proc:  # (not when close() took the worker away meanwhile)
                     await self._fail(exc)
                 return self._inline(values)

@@ -118,7 +118,7 @@ class AgentService:
                              max_future_skew_ms=self.settings.max_future_skew_ms,
                              max_parent_periods=self.settings.max_parent_periods,
                              dead_letter_log=RateLimitedLog.from_settings(log_settings or LogSection()))
-        self.decoder = BookDecoder(max_bytes=max_message_bytes, min_records=self.settings.decode_worker_min_records,
+        self.decoder = BookDecoder(max_bytes=max_message_bytes, min_records=self.settings.decode_worker_min_records or None,
                                    metrics=metrics)
         self.delivery: Delivery = delivery if delivery is not None else AtLeastOnce()
         exact = self.delivery.every_row_in_its_step(self.settings)

@@ -41,9 +41,9 @@ class ServiceSection(Section):
         default=2_000.0, ge=0, description="market data wait at most this long for the parent-order and "
         "fill partitions to catch up (parent orders and fills before market data of the same instant)")
     max_batch_records: int = Field(default=5000, gt=0)
-    decode_worker_min_records: int | None = Field(
-        default=256, gt=0, description="market-data batches of at least this many records are decoded in a "
-        "worker process beside the event loop (agent.live.book_decoder); smaller ones inline. None = always "
+    decode_worker_min_records: int = Field(
+        default=256, ge=0, description="market-data batches of at least this many records are decoded in a "
+        "worker process beside the event loop (agent.live.book_decoder); smaller ones inline. 0 = always "
         "inline, no worker process")
 
     @property

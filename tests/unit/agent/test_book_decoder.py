@@ -268,7 +268,7 @@ async def test_the_service_decides_the_same_with_the_worker_as_inline() -> None:
         child["solver"].pop("solve_us")  # wall time of the solve, the one field that may differ
         return child
 
-    async def run(min_records: int | None) -> tuple[list[dict[str, object]], list[bytes | None], float | None,
+    async def run(min_records: int) -> tuple[list[dict[str, object]], list[bytes | None], float | None,
                                                    BookDecoder]:
         bus = MemoryBus()
         p = parent()
@@ -280,7 +280,7 @@ async def test_the_service_decides_the_same_with_the_worker_as_inline() -> None:
                            settings=ServiceSection(poll_timeout_ms=10, max_batch_records=64,
                                                    decode_worker_min_records=min_records))
         async with svc:
-            if min_records is not None:
+            if min_records:
                 assert await svc.decoder.warm()
             await svc.run(until_idle=True)
             decoder = svc.decoder
@@ -289,6 +289,6 @@ async def test_the_service_decides_the_same_with_the_worker_as_inline() -> None:
                 m.registry.get_sample_value("mpc_agent_snapshots_total"), decoder)
 
     children, dlq, snaps, worker = await run(1)
-    assert (children, dlq, snaps) == (await run(None))[:3]
+    assert (children, dlq, snaps) == (await run(0))[:3]
     assert children and dlq == bad and snaps == len(good)
     assert worker.offloaded == len(good) + len(bad) and worker.inline == 0
