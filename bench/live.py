@@ -349,7 +349,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             rows.append({"phase": f"agent_paced x{args.speed:g} stagger={stagger:g}s", **res})
     if not args.skip_scale:
         rows.append(await run_scale(conn, parents=args.scale_parents, symbols=args.scale_symbols,
-                                    periods=args.scale_periods, snapshots_per_s=args.scale_rate))
+                                    periods=args.scale_periods, snapshots_per_s=args.scale_rate,
+                                    service={k: v for k, v in SERVICE_EXTRA.items() if k == "decode_worker_min_records"}))
     return {"rows": rows, "targets": TARGETS, "load_average": os.getloadavg(),
             "workload": {"symbols": len(SYMBOLS), "minutes": args.minutes, "parents": len(SYMBOLS), "period_s": 60,
                          "stagger_s": args.stagger_s, "latency_minutes": args.latency_minutes, "speed_x": args.speed}}
@@ -375,7 +376,8 @@ def report(res: dict[str, Any]) -> None:
         print("\nscale: parents on symbols at 1-second periods, exactly once (bench/live_scale.py)")
         print_table(scale, ["parents", "symbols", "periods", "snapshots_per_s", "expected_children", "children_seen",
                             "skipped", "late", "lateness_ms_p50", "lateness_ms_p99", "lateness_ms_max", "e2e_ms_p50",
-                            "e2e_ms_p99", "engine_cpu_share", "process_cpu_share", "transactions", "gc_ms_max",
+                            "e2e_ms_p99", "engine_cpu_share", "process_cpu_share", "decoded_in_worker",
+                            "worker_cpu_share", "transactions", "gc_ms_max",
                             "gc_ms_total"])
         print("the same scenario through the engine driver alone, in a simulated clock (engine_capacity):")
         print_table(scale, ["parents", "symbols", "periods", "sim_engine_cpu_share", "sim_us_per_decision",

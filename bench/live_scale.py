@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -63,9 +64,21 @@ def scale_parents(n: int, symbols: list[str], t0: int, periods: int) -> list[Any
     return out
 
 
+def worker_cpu_s(pid: int | None) -> float:
+    """CPU seconds of the decode worker process so far (0 without one, or off Linux)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snapshots_per_s: float,
-                    lead_s: float = 8.0) -> dict[str, Any]:
-    """The scale phase (see the module docstring); returns one result row."""
+                    lead_s: float = 8.0, service: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The scale phase (see the module docstring); returns one result row. ``service``: ServiceSection
+    fields of the agent (``--decode-worker-min-records``)."""
     from prometheus_client import CollectorRegistry
 
     from agent.core.engine import ExecutionEngine
@@ -92,7 +105,7 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
     engine = ExecutionEngine(clock=time.time_ns)
     metrics = AgentMetrics.create(CollectorRegistry())
     reports: list[Any] = []
-    settings = ServiceSection(poll_timeout_ms=5, max_batch_records=5000)
+    settings = ServiceSection(poll_timeout_ms=5, max_batch_records=5000, **(service or {}))
     svc = await build_service(conn, topics, engine, metrics, settings, exactly_once=True, on_step=reports.append,
                               clock="wall")
     await publish_parents(conn, topics.parent_orders, items)
@@ -111,16 +124,20 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
         while time.time_ns() < t0 and not task.done():
             await asyncio.sleep(0.005)
         cpu0, proc0, wall0 = svc.engine_cpu_s, time.process_time(), time.perf_counter()
+        worker0 = worker_cpu_s(svc.decoder.pid)
         with CollectorWatch() as collector:
             await pub.wait()
         wall = time.perf_counter() - wall0
         cpu, proc = svc.engine_cpu_s - cpu0, time.process_time() - proc0
+        worker = worker_cpu_s(svc.decoder.pid) - worker0
         seen = await watcher.finish(linger_s=2.0)
         if task.done():
             await task
         svc.request_stop()
         await task
         txns = metrics.registry.get_sample_value("mpc_agent_transactions_total", {"outcome": "committed"})
+        offloaded = metrics.registry.get_sample_value("mpc_agent_md_decoded_total", {"where": "process"}) or 0.0
+        inline = metrics.registry.get_sample_value("mpc_agent_md_decoded_total", {"where": "inline"}) or 0.0
     by_id = {p.parent_id: p for p in items}
     expected = {f"{p.parent_id}:{k}" for p in items for k in range(periods)}
     got = {c["child_order_id"]: c for c in seen}
@@ -132,6 +149,8 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
             "children_seen": len(got), "skipped": len(expected - set(got)),
             "late": int(np.sum(np.asarray(lateness) > 1000.0)), **percentiles(lateness, "lateness_ms"),
             **percentiles(e2e, "e2e_ms"), "engine_cpu_share": cpu / wall, "process_cpu_share": proc / wall,
+            "decoded_in_worker": offloaded / (offloaded + inline) if offloaded + inline else 0.0,
+            "worker_cpu_share": worker / wall,
             "transactions": int(txns) if txns is not None else None, "wall_s": wall, **collector.row(),
             "breakdown": step_breakdown(reports), "timeline": step_timeline(reports),
             **engine_capacity(parents=parents, symbols=symbols, periods=periods, snapshots_per_s=snapshots_per_s)}
