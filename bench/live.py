@@ -80,7 +80,9 @@ SYMBOLS = [f"S{i:02d}" for i in range(20)]
 TARGETS = {"ingest_per_s": 50_000, "ingest_vs_consumer": 0.30, "latency_ms_p50": 3.0, "latency_ms_p99": 10.0,
            "latency_ms_p99_one_batch": 25.0}
 KAFKA_EXTRA: dict[str, Any] = {}  # KafkaSection fields set from the command line (--idle-offsets-ms)
-SERVICE_EXTRA: dict[str, Any] = {}  # ServiceSection fields of the backlog and paced phases (--md-buffer-rows)
+# ServiceSection fields from the command line: --md-buffer-rows (backlog and paced phases),
+# --decode-worker-min-records (every phase, the scale phase too)
+SERVICE_EXTRA: dict[str, Any] = {}
 GC_TUNING = [True]  # agent.app.gc_tuning after the first service starts, as `mpc-agent run` does (--gc-defaults)
 
 
