@@ -173,11 +173,12 @@ class KafkaSource(AsyncComponent):
         except KafkaError as exc:
             raise _feed_error(exc, "fetching records") from exc
         out: dict[str, list[Record]] = {}
+        new = tuple.__new__  # Record's own __new__ without its Python frame: ~0.1 us a record
         for tp, msgs in batches.items():
             topic, part = tp.topic, tp.partition
             out.setdefault(topic, []).extend([
-                Record(topic, part, m.offset, m.key, m.value,
-                       tuple([(k, bytes(v)) for k, v in m.headers]) if m.headers else (), m.timestamp)
+                new(Record, (topic, part, m.offset, m.key, m.value,
+                             tuple([(k, bytes(v)) for k, v in m.headers]) if m.headers else (), m.timestamp))
                 for m in msgs
             ])  # (a list, not a generator, and no header tuple for the common record without one: ~30% cheaper)
         return out

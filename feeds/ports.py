@@ -28,9 +28,12 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed message: where it came from, its key, value and headers."""
+class Record(NamedTuple):
+    """One consumed message: where it came from, its key, value and headers.
+
+    A named tuple, not a frozen dataclass: a backlog builds one per message on the event loop,
+    and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` a field) cost ~1.3 us a
+    record against ~0.35 us (``KafkaSource.getmany`` builds them with ``tuple.__new__``)."""
 
     topic: str
     partition: int
