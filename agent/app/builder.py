@@ -148,7 +148,7 @@ def build_kafka_service(cfg: AgentConfig, conn: Any, metrics: Any, reliability: 
     service = AgentService(engine, sink=sink, metrics=metrics, topics=t, settings=cfg.service, source=source,
                            max_message_bytes=k.max_message_bytes, clock=clock, delivery=delivery,
                            kill_switch=kill_switch, log_settings=cfg.log,
-                           broker_up=lambda: reliability.broker_reachable)
+                           broker_up=lambda: reliability.broker_reachable, decode_worker_at_start=True)
     return Built(service, engine, delivery)
 
 

@@ -18,8 +18,9 @@ Nothing is lost when the worker fails: the batch's values are still in hand and 
 inline, the failure is logged (event ``decode_worker``) and counted
 (``mpc_agent_decode_worker_failures_total``), and a new worker is started for a later large batch
 (after :data:`RESTART_BACKOFF_S`, doubled while starts keep failing). The worker is started at the first batch large
-enough to need it (a service that never sees one never starts it); until it has imported what it
-needs, batches are decoded inline, so a start never delays a step. It ignores SIGINT (the agent's
+enough to need it (a service that never sees one never starts it), or at the service's start with
+:meth:`BookDecoder.prestart` (the Kafka agent: a restart or a takeover begins with a backlog); until it
+has imported what it needs, batches are decoded inline, so a start never delays a step. It ignores SIGINT (the agent's
 shutdown decides when it goes) and exits when its stdin closes: at :meth:`BookDecoder.close`, or
 when the agent dies however it dies.
 """
@@ -112,6 +113,13 @@ class BookDecoder:
                 raise
         self._count("process", len(values))
         return out
+
+    def prestart(self) -> None:
+        """Start the worker in the background now, not at the first large batch (a Kafka agent at
+        start-up: the backlog of its downtime, or of a partition taken over, comes first); nothing waits
+        for it and batches are decoded inline until it is ready."""
+        if self.min_records is not None:
+            self._worker()
 
     async def warm(self) -> bool:
         """Start the worker now (not at the first large batch) and wait until it is ready or has failed;

@@ -89,6 +89,8 @@ class AgentService:
     broker_up : reachability of the broker for readiness (None: not probed, the condition is left out).
     log_settings : dead-letter log rate limits.
     on_step : called with the :class:`StepReport` of every published step (on the event loop).
+    decode_worker_at_start : start the market-data decode worker with the service, not at the first
+        large batch (the Kafka agent: its first batches after a restart or a takeover are a backlog).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class AgentService:
         broker_up: Callable[[], bool | None] | None = None,
         log_settings: LogSection | None = None,
         on_step: Callable[[StepReport], None] | None = None,
+        decode_worker_at_start: bool = False,
     ) -> None:
         self.engine, self.sink, self.metrics = engine, sink, metrics
         self.topics = topics or TopicsSection()
@@ -120,6 +123,7 @@ class AgentService:
                              dead_letter_log=RateLimitedLog.from_settings(log_settings or LogSection()))
         self.decoder = BookDecoder(max_bytes=max_message_bytes, min_records=self.settings.decode_worker_min_records or None,
                                    metrics=metrics)
+        self.decode_worker_at_start = decode_worker_at_start
         self.delivery: Delivery = delivery if delivery is not None else AtLeastOnce()
         exact = self.delivery.every_row_in_its_step(self.settings)
         self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue,
@@ -147,13 +151,19 @@ class AgentService:
         if self._started:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpc-engine")
-        await self.sink.start()
-        if self.source is not None:
-            await self.source.start()
-            await self.delivery.attach(self)
-        start = getattr(self.md_feed, "start", None)
-        if start is not None:
-            await start()
+        if self.decode_worker_at_start:  # its imports run in its own process while the source connects
+            self.decoder.prestart()
+        try:
+            await self.sink.start()
+            if self.source is not None:
+                await self.source.start()
+                await self.delivery.attach(self)
+            start = getattr(self.md_feed, "start", None)
+            if start is not None:
+                await start()
+        except BaseException:  # (``async with`` calls no stop() when the start fails): no worker outlives it
+            await self.decoder.close()
+            raise
         self._started = True
         self.intake.last_md_monotonic = time.monotonic()
         self.kill_switch.apply(self.engine)  # nothing runs on the engine thread yet

@@ -25,6 +25,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.core.engine import ExecutionEngine
+from agent.core.errors import FeedError
 from agent.live import book_decoder
 from agent.live.book_decoder import READY, BookDecoder, serve
 from agent.live.metrics import AgentMetrics
@@ -292,3 +293,47 @@ async def test_the_service_decides_the_same_with_the_worker_as_inline() -> None:
     assert (children, dlq, snaps) == (await run(0))[:3]
     assert children and dlq == bad and snaps == len(good)
     assert worker.offloaded == len(good) + len(bad) and worker.inline == 0
+
+
+class _BrokenSource(MemorySource):
+    async def start(self) -> None:
+        raise FeedError("broker unreachable")
+
+
+async def test_a_kafka_agent_starts_its_worker_with_the_service_and_a_failed_start_takes_it_down() -> None:
+    """``decode_worker_at_start`` (the Kafka agent: a restart begins with a backlog): the worker is
+    starting before any batch is fetched and is gone after stop(); without it none starts; a service
+    whose start fails leaves no worker behind (``async with`` calls no stop() then)."""
+    topics = TopicsSection()
+    bus = MemoryBus()
+
+    def service(*, at_start: bool, source: type[MemorySource] = MemorySource) -> AgentService:
+        return AgentService(ExecutionEngine(), sink=MemorySink(bus), metrics=metrics(), clock=None,
+                            source=source(bus, [topics.parent_orders, topics.fills, topics.md]),
+                            decode_worker_at_start=at_start)
+
+    lazy = service(at_start=False)
+    async with lazy:
+        assert lazy.decoder._starting is None and lazy.decoder.pid is None
+    eager = service(at_start=True)
+    async with eager:
+        assert eager.decoder._starting is not None, "started with the service, before any batch"
+        assert await eager.decoder.warm()
+        pid = eager.decoder.pid
+        assert pid is not None and alive(pid)
+    assert eager.decoder.pid is None and not alive(pid)
+
+    broken = service(at_start=True, source=_BrokenSource)
+    starting: list[asyncio.Task[None] | None] = []
+    real_prestart = broken.decoder.prestart
+
+    def prestart() -> None:
+        real_prestart()
+        starting.append(broken.decoder._starting)
+
+    broken.decoder.prestart = prestart  # type: ignore[method-assign]
+    with pytest.raises(FeedError, match="unreachable"):
+        async with broken:
+            pass
+    assert starting and starting[0] is not None, "the worker was starting when the source failed"
+    assert broken.decoder.pid is None and broken.decoder._starting is None

@@ -90,3 +90,17 @@ def test_exactly_once_service_producers_carry_the_configured_txn_backoff() -> No
     assert isinstance(sink, KafkaSink) and sink.transactional_id == "g.exec.parent-orders.0"
     assert sink.concurrent_txn_backoff_ms == 0.7
     assert AgentConfig().kafka.concurrent_txn_backoff_ms == 2.0
+
+
+def test_the_kafka_service_starts_its_decode_worker_with_the_service() -> None:
+    """A restart or a takeover begins with a backlog: the Kafka agent's decode worker starts with it."""
+    from prometheus_client import CollectorRegistry
+
+    from agent.app.builder import build_kafka_service, kafka_connection
+    from agent.app.config import AgentConfig
+    from agent.live.metrics import AgentMetrics, ReliabilityMetrics
+
+    cfg = AgentConfig(kafka={"bootstrap_servers": "h:1"})
+    reg = CollectorRegistry()
+    built = build_kafka_service(cfg, kafka_connection(cfg), AgentMetrics.create(reg), ReliabilityMetrics.create(reg))
+    assert built.service.decode_worker_at_start
