@@ -255,8 +255,8 @@ async def run_agent(conn: Any, md_topic: str, t_last: int, *, stagger_s: float =
     reports: list[Any] = []
     # the data stand in for a live feed: market records at the wall clock's interval (not the event
     # clock's exact every-step records, which are for re-processing history: agent.live.delivery)
-    settings = ServiceSection(poll_timeout_ms=20, max_batch_records=5000, market_state_interval_s=10.0,
-                              **(SERVICE_EXTRA | (service or {})))
+    settings = ServiceSection(poll_timeout_ms=20, market_state_interval_s=10.0,
+                              **({"max_batch_records": 5000} | SERVICE_EXTRA | (service or {})))
     svc = await build_service(conn, topics, engine, metrics, settings, exactly_once=exactly_once,
                               on_step=reports.append)
     items = parents(stagger_s)
