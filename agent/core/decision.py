@@ -95,8 +95,9 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
     side_px, side_sz = (batch.ask_px[i], batch.ask_sz[i]) if p.side == "buy" else (batch.bid_px[i], batch.bid_sz[i])
     limit = risk.child_limit_price(p.side, side_px, side_sz, qty, s.risk, p.limit_price,
                                    instrument=s.risk.venue.instrument(p.symbol))
+    refused = risk.LIMIT_PRICE if qty > 0 and limit is None else None  # the parent's limit: no price to send
     out.decisions.append(DecisionRecord(p.parent_id, k, ts, remaining, planned, qty, float(cap[0]),
-                                        float(beta[0]), float(gamma[0]), sigma, mid, plan))
+                                        float(beta[0]), float(gamma[0]), sigma, mid, plan, refused))
     if qty <= 0 or limit is None:
         eng.counters["no_child" if qty <= 0 else f"skipped:{risk.LIMIT_PRICE}"] += 1
         return

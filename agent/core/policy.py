@@ -125,6 +125,10 @@ def mpc_policy(parent: ParentOrder, settings: EngineSettings) -> Policy:
     return MPCPolicy(parent, settings)
 
 
+CHILD_ORDER = "child_order"
+ZERO_QUANTITY = "zero_quantity"
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:
     """One period's decision, kept for TCA and debugging."""
@@ -142,3 +146,15 @@ class DecisionRecord:
     mid: float
     plan: Plan | None
     skipped: str | None = None
+    """Why the period sent no child order: a refused book (``stale_book``, ``crossed_book``,
+    ``locked_book``, ``empty_side``) or the kill switch, before any plan; ``limit_price`` when the
+    plan had shares for it but the parent's limit leaves no price to send. None otherwise."""
+
+    @property
+    def outcome(self) -> str:
+        """What became of the period (the ``outcome`` label of ``mpc_agent_decisions_total``):
+        ``child_order``, ``zero_quantity`` (nothing to send: the plan's share, clamped and rounded
+        to the lot, is zero) or the ``skipped`` reason."""
+        if self.skipped is not None:
+            return self.skipped
+        return CHILD_ORDER if self.quantity > 0 else ZERO_QUANTITY

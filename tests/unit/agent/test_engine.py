@@ -134,6 +134,19 @@ def test_engine_respects_the_parent_limit_price() -> None:
     assert children and all(c.limit_price <= 50.02 for c in children)
 
 
+def test_a_period_the_limit_price_refuses_is_recorded_as_skipped_limit_price() -> None:
+    eng = ExecutionEngine()
+    eng.submit(_parent(periods=3, limit_price=49.0))  # best ask is 50.01: every period refused
+    res = eng.on_book(_book(minutes=3))
+    assert not res.children and len(res.decisions) == 3
+    assert [d.outcome for d in res.decisions] == ["limit_price"] * 3
+    assert all(d.quantity > 0 for d in res.decisions)  # the plan had shares: the limit refused them
+    eng2 = ExecutionEngine()
+    eng2.submit(_parent(periods=3))
+    res2 = eng2.on_book(_book(minutes=3))
+    assert [d.outcome for d in res2.decisions] == ["child_order"] * 3 and len(res2.children) == 3
+
+
 def test_engine_caps_child_orders_at_the_participation_limit() -> None:
     eng = ExecutionEngine(EngineSettings(max_participation=0.05))
     parent = _parent(qty=50_000.0)
