@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,10 @@ class StepResult:
     fills_applied: int = 0
     fills_duplicate: int = 0
     decisions: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    """Decisions by :attr:`DecisionRecord.outcome` (child order, zero quantity, skip reason)."""
+    boundaries: list[tuple[int, int]] = field(default_factory=list)
+    """``(period start, period length)`` in ns of each decision: how late it came (``observe``)."""
     solves: list[tuple[str, int, float]] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     remaining: dict[str, float] = field(default_factory=dict)
@@ -243,7 +248,12 @@ class EngineDriver:
         res.fills_applied += drive.fill_outcomes[FillOutcome.APPLIED]
         res.fills_duplicate += drive.fill_outcomes[FillOutcome.DUPLICATE]
         res.decisions += len(drive.decisions)
+        parents = self.engine.parents
         for d in drive.decisions:
+            res.outcomes[d.outcome] += 1
+            st = parents.get(d.parent_id)
+            if st is not None:
+                res.boundaries.append((st.parent.period_start_ns(d.period_index), st.period_ns))
             if d.plan is not None:
                 res.solves.append((d.plan.solver.status, d.plan.solver.iterations, d.plan.solver.solve_us))
                 if d.plan.fallback:

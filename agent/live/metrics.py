@@ -10,11 +10,13 @@ Histogram buckets
 -----------------
 ``mpc_agent_solve_duration_seconds`` uses log-spaced buckets from 10 us to
 100 ms (``SOLVE_BUCKETS_S``, 3 per decade); decision latency (snapshot
-arrival to broker ack) uses 100 us to 1 s.
+arrival to broker ack) uses 100 us to 1 s; decision delay (period boundary to broker ack,
+wall clock) 10 ms to 5 min.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +36,7 @@ LATENCY_BUCKETS_S: tuple[float, ...] = tuple(float(f"{x:.3g}") for x in np.logsp
 
 ITERATION_BUCKETS: tuple[float, ...] = (5, 10, 25, 50, 100, 200, 400, 1000, 4000)
 AGE_BUCKETS_S: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 30.0)
+DELAY_BUCKETS_S: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,9 @@ class AgentMetrics:
     snapshots_rejected: Counter
     snapshot_age: Histogram
     decision_latency: Histogram
+    decisions: Counter
+    decision_delay: Histogram
+    decisions_late: Counter
     child_orders: Counter
     parent_remaining: Gauge
     impact_beta: Gauge
@@ -90,6 +96,15 @@ class AgentMetrics:
             decision_latency=Histogram(f"{p}decision_latency_seconds",
                                        "Arrival of the snapshot closing a period to the broker's ack of "
                                        "the child order", buckets=LATENCY_BUCKETS_S, registry=reg),
+            decisions=Counter(f"{p}decisions", "Period decisions, by outcome: child_order, zero_quantity (nothing "
+                              "to send) or why the period was skipped (stale_book, crossed_book, locked_book, "
+                              "empty_side, kill_switch, limit_price)", ["outcome"], registry=reg),
+            decision_delay=Histogram(f"{p}decision_delay_seconds",
+                                     "Period boundary (parent start + k * period) to the broker's ack of the "
+                                     "decision's step, wall clock (live feeds only: not under the event clock)",
+                                     buckets=DELAY_BUCKETS_S, registry=reg),
+            decisions_late=Counter(f"{p}decisions_late", "Decisions acknowledged more than one period after "
+                                   "their boundary (wall clock; live feeds only)", registry=reg),
             child_orders=Counter(f"{p}child_orders", "Child orders published, by side", ["side"],
                                  registry=reg),
             parent_remaining=Gauge(f"{p}parent_remaining_shares", "Shares left to trade, by symbol",
@@ -137,6 +152,22 @@ class AgentMetrics:
         self.solves.labels(status=status or "unknown").inc()
         self.solve_iterations.observe(iterations)
         self.solve_duration.observe(solve_us * 1e-6)
+
+    def observe_decisions(self, outcomes: Mapping[str, int], boundaries: Iterable[tuple[int, int]],
+                          now_ns: int | None) -> None:
+        """Count one step's decisions by outcome; with the wall clock ``now_ns`` (the step's ack), each
+        one's delay after its period boundary, and those more than one period late."""
+        for outcome, k in outcomes.items():
+            self.decisions.labels(outcome=outcome).inc(k)
+        if now_ns is None:
+            return
+        late = 0
+        for start_ns, period_ns in boundaries:
+            delay_ns = now_ns - start_ns
+            self.decision_delay.observe(max(0, delay_ns) / 1e9)
+            late += delay_ns > period_ns
+        if late:
+            self.decisions_late.inc(late)
 
     def reject(self, reason: str, n: int = 1) -> None:
         """Count ``n`` snapshots rejected for ``reason``."""

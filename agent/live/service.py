@@ -415,6 +415,8 @@ class AgentService:
                 m.impact_beta.labels(symbol=sym).set(imp.beta)
                 m.impact_gamma.labels(symbol=sym).set(imp.gamma)
         self.children_sent += len(res.children)
+        if res.outcomes:
+            m.observe_decisions(res.outcomes, res.boundaries, self.clock() if self.clock is not None else None)
         if self.on_step is not None:
             self.on_step(StepReport(t_arrival, res.t_start, res.t_end, t_ack, len(res.children), res.decisions,
                                     res.cpu_s))

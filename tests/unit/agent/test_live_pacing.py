@@ -68,7 +68,8 @@ async def test_many_parents_one_second_periods_no_decision_skipped_and_none_late
     engine = ExecutionEngine(clock=lambda: now[0])
     reports: list[StepReport] = []
     source = MemorySource(bus, [TOPICS.parent_orders, TOPICS.fills, TOPICS.md])
-    svc = AgentService(engine, sink=MemorySink(bus), metrics=AgentMetrics.create(CollectorRegistry()),
+    metrics = AgentMetrics.create(CollectorRegistry())
+    svc = AgentService(engine, sink=MemorySink(bus), metrics=metrics,
                        source=source, clock=lambda: now[0], on_step=reports.append,
                        settings=ServiceSection(poll_timeout_ms=1, md_buffer_rows=buffer_rows))
     decided_at: dict[str, int] = {}  # child_order_id -> the test clock when it was published
@@ -90,6 +91,60 @@ async def test_many_parents_one_second_periods_no_decision_skipped_and_none_late
     assert max(late.values()) <= TICK_NS / NS_PER_S + 1e-9  # in fact within the step that closed it
     assert all(engine.summary(p.parent_id)["remaining"] == 1200.0 for p in parents)  # no fills here
     assert sum(r.children for r in reports) == len(expected)
+    # the agent's own account agrees: every period a child order, none late, each within the step
+    reg = metrics.registry
+    assert reg.get_sample_value("mpc_agent_decisions_total", {"outcome": "child_order"}) == len(expected)
+    assert reg.get_sample_value("mpc_agent_decisions_late_total") == 0
+    assert reg.get_sample_value("mpc_agent_decision_delay_seconds_count") == len(expected)
+    assert reg.get_sample_value("mpc_agent_decision_delay_seconds_bucket", {"le": "0.1"}) == len(expected)
+
+
+async def test_an_agent_behind_its_feed_counts_late_decisions_and_stale_skips_as_an_outside_clock_does() -> None:
+    """The clock jumps 2.5 s a step (the agent falls behind): the rows of 2.5 s come at once. A period
+    decided on a row older than ``max_snapshot_age_ms`` (2 s) is skipped ``stale_book``; the others
+    trade, some more than a period after their boundary. The agent's metrics must match what the
+    test computes from when it published each row."""
+    jump = 25 * TICK_NS
+    now = [T0]
+    bus = MemoryBus()
+    parents = _parents()[:12]
+    bus.apply([OutRecord(TOPICS.parent_orders, codec.encode(codec.parent_from_model(p)), key=p.symbol.encode())
+               for p in parents])
+    metrics = AgentMetrics.create(CollectorRegistry())
+    engine = ExecutionEngine(clock=lambda: now[0])
+    svc = AgentService(engine, sink=MemorySink(bus), metrics=metrics, clock=lambda: now[0],
+                       source=MemorySource(bus, [TOPICS.parent_orders, TOPICS.fills, TOPICS.md]),
+                       settings=ServiceSection(poll_timeout_ms=1, md_buffer_rows=0))
+    published_at: dict[int, int] = {}  # row ts -> the clock when it was published (every symbol alike)
+    async with svc:
+        end = max(p.end_ns for p in parents) + NS_PER_S
+        t = T0
+        while now[0] < end:
+            now[0] += jump
+            while t < now[0]:
+                t += TICK_NS
+                bus.apply(_rows(t))
+                for r in (t - 60_000_000, t - 10_000_000):
+                    published_at[r] = now[0]
+            while await svc.step():
+                pass
+    rows = np.array(sorted(published_at))
+    late = stale = 0
+    for p in parents:
+        for k in range(PERIODS):
+            b = p.period_start_ns(k)
+            r = int(rows[np.searchsorted(rows, b)])  # the first row at or after the boundary decides
+            ack = published_at[r]  # in the step of the instant it was published
+            stale += (ack - r) / 1e6 > 2_000.0
+            late += ack - b > p.period_ns
+    n = len(parents) * PERIODS
+    children = {codec.decode(v).child_order_id for v in bus.values(TOPICS.child_orders)}
+    reg = metrics.registry
+    assert 0 < stale < late < n  # all three kinds: stale skips, late child orders, child orders on time
+    assert reg.get_sample_value("mpc_agent_decisions_total", {"outcome": "stale_book"}) == stale
+    assert reg.get_sample_value("mpc_agent_decisions_total", {"outcome": "child_order"}) == n - stale == len(children)
+    assert reg.get_sample_value("mpc_agent_decisions_late_total") == late
+    assert reg.get_sample_value("mpc_agent_decision_delay_seconds_count") == n
 
 
 def test_a_step_sends_the_child_before_feeding_the_rows_that_close_no_period() -> None:

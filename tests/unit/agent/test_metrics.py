@@ -18,6 +18,9 @@ REQUIRED = {
     "mpc_agent_snapshots_rejected": "counter",
     "mpc_agent_snapshot_age_seconds": "histogram",
     "mpc_agent_decision_latency_seconds": "histogram",
+    "mpc_agent_decisions": "counter",
+    "mpc_agent_decision_delay_seconds": "histogram",
+    "mpc_agent_decisions_late": "counter",
     "mpc_agent_child_orders": "counter",
     "mpc_agent_parent_remaining_shares": "gauge",
     "mpc_agent_impact_beta": "gauge",
@@ -50,6 +53,7 @@ def test_create_registers_every_design_metric_on_the_injected_registry() -> None
     m.fallback_plans.labels(reason="solver_failed")
     m.snapshots_rejected.labels(reason="crossed_book")
     m.child_orders.labels(side="buy")
+    m.decisions.labels(outcome="child_order")
     m.md_decoded.labels(where="process")
     for g in (m.parent_remaining, m.impact_beta, m.impact_gamma):
         g.labels(symbol="FROG")
@@ -83,3 +87,24 @@ def test_observe_child_counts_side_solver_and_impact_without_order_id_labels() -
     for metric in reg.collect():
         for s in metric.samples:
             assert "P1" not in s.labels.values(), f"{s.name} carries an order id label"
+
+
+def test_observe_decisions_counts_outcomes_delays_and_late_ones_and_no_delay_under_the_event_clock() -> None:
+    m = AgentMetrics.create(CollectorRegistry())
+    reg = m.registry
+    s = 1_000_000_000
+    # three decisions acked at t = 100 s: 0.05 s, 1 s (not late: exactly one period) and 1.5 s after
+    # their boundaries, periods of 1 s; a fourth of a 60 s period, 1.5 s after its boundary
+    boundaries = [(100 * s - s // 20, s), (99 * s, s), (100 * s - 3 * s // 2, s), (100 * s - 3 * s // 2, 60 * s)]
+    m.observe_decisions({"child_order": 3, "stale_book": 1}, boundaries, 100 * s)
+    assert reg.get_sample_value("mpc_agent_decisions_total", {"outcome": "child_order"}) == 3
+    assert reg.get_sample_value("mpc_agent_decisions_total", {"outcome": "stale_book"}) == 1
+    assert reg.get_sample_value("mpc_agent_decisions_late_total") == 1
+    assert reg.get_sample_value("mpc_agent_decision_delay_seconds_count") == 4
+    assert reg.get_sample_value("mpc_agent_decision_delay_seconds_bucket", {"le": "0.05"}) == 1
+    assert reg.get_sample_value("mpc_agent_decision_delay_seconds_bucket", {"le": "1.0"}) == 2
+    assert reg.get_sample_value("mpc_agent_decision_delay_seconds_bucket", {"le": "2.5"}) == 4
+    m.observe_decisions({"zero_quantity": 2}, [(0, s), (0, s)], None)  # event clock: outcomes only
+    assert reg.get_sample_value("mpc_agent_decisions_total", {"outcome": "zero_quantity"}) == 2
+    assert reg.get_sample_value("mpc_agent_decision_delay_seconds_count") == 4
+    assert reg.get_sample_value("mpc_agent_decisions_late_total") == 1
