@@ -381,6 +381,8 @@ def report(res: dict[str, Any]) -> None:
                             "e2e_ms_p99", "engine_cpu_share", "process_cpu_share", "decoded_in_worker",
                             "worker_cpu_share", "transactions", "gc_ms_max",
                             "gc_ms_total"])
+        print("the agent's own account (mpc_agent_decisions_total by outcome, mpc_agent_decisions_late_total):")
+        print_table(scale, ["children_seen", "agent_children", "skipped", "agent_stale_skips", "late", "agent_late"])
         print("the same scenario through the engine driver alone, in a simulated clock (engine_capacity):")
         print_table(scale, ["parents", "symbols", "periods", "sim_engine_cpu_share", "sim_us_per_decision",
                             "sim_skipped", "sim_late", "sim_lateness_ms_p99"])

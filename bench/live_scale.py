@@ -17,7 +17,12 @@ records when each child order becomes visible. Reported:
   (``lateness`` = visible - ``start + k * period``, wall clock = event time);
 - ``e2e_ms``: visible - the decision snapshot's ``ts_event`` (its publish time);
 - ``engine_cpu_share``: CPU time of the engine thread / wall time while the
-  market runs (target < 0.8), next to the whole process's.
+  market runs (target < 0.8), next to the whole process's;
+- the agent's own account, from its metrics: ``agent_children``,
+  ``agent_stale_skips`` (``mpc_agent_decisions_total`` by outcome) and
+  ``agent_late`` (``mpc_agent_decisions_late_total``: acked more than a period
+  after the boundary, skipped periods included; the outside ``late`` counts
+  child orders only, from when they became visible, a little after the ack).
 
 On a shared machine the live run measures the machine as much as the agent
 (a process that gets 40% of a core cannot keep up, however little it needs),
@@ -138,6 +143,10 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
         txns = metrics.registry.get_sample_value("mpc_agent_transactions_total", {"outcome": "committed"})
         offloaded = metrics.registry.get_sample_value("mpc_agent_md_decoded_total", {"where": "process"}) or 0.0
         inline = metrics.registry.get_sample_value("mpc_agent_md_decoded_total", {"where": "inline"}) or 0.0
+        own = {"agent_children": "child_order", "agent_stale_skips": "stale_book"}
+        agent = {k: int(metrics.registry.get_sample_value("mpc_agent_decisions_total", {"outcome": v}) or 0)
+                 for k, v in own.items()}
+        agent["agent_late"] = int(metrics.registry.get_sample_value("mpc_agent_decisions_late_total") or 0)
     by_id = {p.parent_id: p for p in items}
     expected = {f"{p.parent_id}:{k}" for p in items for k in range(periods)}
     got = {c["child_order_id"]: c for c in seen}
@@ -147,7 +156,7 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
     return {"phase": "scale", "mode": "exactly-once", "parents": parents, "symbols": symbols, "periods": periods,
             "snapshots_per_s": snapshots_per_s * symbols, "expected_children": len(expected),
             "children_seen": len(got), "skipped": len(expected - set(got)),
-            "late": int(np.sum(np.asarray(lateness) > 1000.0)), **percentiles(lateness, "lateness_ms"),
+            "late": int(np.sum(np.asarray(lateness) > 1000.0)), **agent, **percentiles(lateness, "lateness_ms"),
             **percentiles(e2e, "e2e_ms"), "engine_cpu_share": cpu / wall, "process_cpu_share": proc / wall,
             "decoded_in_worker": offloaded / (offloaded + inline) if offloaded + inline else 0.0,
             "worker_cpu_share": worker / wall,
