@@ -99,7 +99,7 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
     out.decisions.append(DecisionRecord(p.parent_id, k, ts, remaining, planned, qty, float(cap[0]),
                                         float(beta[0]), float(gamma[0]), sigma, mid, plan, refused))
     if qty <= 0 or limit is None:
-        eng.counters["no_child" if qty <= 0 else f"skipped:{risk.LIMIT_PRICE}"] += 1
+        eng.counters["no_child" if refused is None else f"skipped:{refused}"] += 1
         return
     eng.counters["child_orders"] += 1
     st.last_child_ts = ts

@@ -141,6 +141,7 @@ def test_a_period_the_limit_price_refuses_is_recorded_as_skipped_limit_price() -
     assert not res.children and len(res.decisions) == 3
     assert [d.outcome for d in res.decisions] == ["limit_price"] * 3
     assert all(d.quantity > 0 for d in res.decisions)  # the plan had shares: the limit refused them
+    assert eng.counters["skipped:limit_price"] == 3 and eng.counters["no_child"] == 0
     eng2 = ExecutionEngine()
     eng2.submit(_parent(periods=3))
     res2 = eng2.on_book(_book(minutes=3))
