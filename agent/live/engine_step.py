@@ -299,13 +299,16 @@ class EngineDriver:
 
 
 def _by_symbol(md: BookBatch) -> list[tuple[str, BookBatch]]:
-    """Rows of each symbol (order kept), symbols in order of first appearance."""
-    first = md.symbol[0]
-    if bool((md.symbol == first).all()):
+    """Rows of each symbol (order kept), symbols in order of first appearance: one stable sort and
+    one take of the batch, then a slice (views) per symbol -- half the cost of a take per symbol."""
+    sym = md.symbol
+    first = sym[0]
+    if bool((sym == first).all()):
         return [(str(first), md)]
-    names, start, inv = np.unique(md.symbol, return_index=True, return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    counts = np.bincount(inv, minlength=len(names))
-    ends = np.cumsum(counts)
-    groups = [(int(start[g]), str(names[g]), order[ends[g] - counts[g]:ends[g]]) for g in range(len(names))]
-    return [(name, md.take(idx)) for _, name, idx in sorted(groups)]
+    order = np.argsort(sym, kind="stable")
+    ordered = sym[order]
+    cut = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    starts, ends = np.concatenate(([0], cut)).tolist(), np.concatenate((cut, [len(ordered)])).tolist()
+    rows = md.take(order)
+    groups = sorted(zip(order[starts].tolist(), starts, ends, strict=True))  # by each symbol's first row
+    return [(str(ordered[a]), rows.take(slice(a, b))) for _, a, b in groups]
