@@ -383,6 +383,9 @@ def report(res: dict[str, Any]) -> None:
                             "gc_ms_total"])
         print("the agent's own account (mpc_agent_decisions_total by outcome, mpc_agent_decisions_late_total):")
         print_table(scale, ["children_seen", "agent_children", "skipped", "agent_stale_skips", "late", "agent_late"])
+        print("who used the machine while the market ran, in cores (other: the broker and the system):")
+        print_table(scale, ["agent_cores", "engine_cpu_share", "publisher_cores", "watcher_cores", "other_cores",
+                            "machine_busy_cores", "machine_idle_cores"])
         print("the same scenario through the engine driver alone, in a simulated clock (engine_capacity):")
         print_table(scale, ["parents", "symbols", "periods", "sim_engine_cpu_share", "sim_us_per_decision",
                             "sim_skipped", "sim_late", "sim_lateness_ms_p99"])

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -69,8 +70,8 @@ def scale_parents(n: int, symbols: list[str], t0: int, periods: int) -> list[Any
     return out
 
 
-def worker_cpu_s(pid: int | None) -> float:
-    """CPU seconds of the decode worker process so far (0 without one, or off Linux)."""
+def proc_cpu_s(pid: int | None) -> float:
+    """CPU seconds of process ``pid`` so far (0 without one, or off Linux)."""
     if pid is None:
         return 0.0
     try:
@@ -78,6 +79,16 @@ def worker_cpu_s(pid: int | None) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy so far, all cores (0 off Linux): ``/proc/stat``
+    without idle and iowait."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0.0
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # user..steal - idle - iowait
 
 
 async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snapshots_per_s: float,
@@ -125,16 +136,20 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
         until = max(p.end_ns for p in items) + NS // 2
         pub = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "publish", "--bootstrap", conn.bootstrap_servers, "--topic", topics.md,
-            "--symbols", str(symbols), "--rate", str(snapshots_per_s), "--until", str(until))
+            "--symbols", str(symbols), "--rate", str(snapshots_per_s), "--until", str(until),
+            "--cpu-from", str(t0), stdout=asyncio.subprocess.PIPE)
         while time.time_ns() < t0 and not task.done():
             await asyncio.sleep(0.005)
+        watch_pid = watcher.proc.pid if watcher.proc is not None else None
         cpu0, proc0, wall0 = svc.engine_cpu_s, time.process_time(), time.perf_counter()
-        worker0 = worker_cpu_s(svc.decoder.pid)
+        worker0, watch0, busy0 = proc_cpu_s(svc.decoder.pid), proc_cpu_s(watch_pid), machine_busy_s()
         with CollectorWatch() as collector:
-            await pub.wait()
+            out, _ = await pub.communicate()
         wall = time.perf_counter() - wall0
         cpu, proc = svc.engine_cpu_s - cpu0, time.process_time() - proc0
-        worker = worker_cpu_s(svc.decoder.pid) - worker0
+        worker, watch = proc_cpu_s(svc.decoder.pid) - worker0, proc_cpu_s(watch_pid) - watch0
+        busy = machine_busy_s() - busy0
+        publisher = float(json.loads(out.decode().strip().splitlines()[-1])["cpu_s"])
         seen = await watcher.finish(linger_s=2.0)
         if task.done():
             await task
@@ -159,10 +174,24 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
             "late": int(np.sum(np.asarray(lateness) > 1000.0)), **agent, **percentiles(lateness, "lateness_ms"),
             **percentiles(e2e, "e2e_ms"), "engine_cpu_share": cpu / wall, "process_cpu_share": proc / wall,
             "decoded_in_worker": offloaded / (offloaded + inline) if offloaded + inline else 0.0,
-            "worker_cpu_share": worker / wall,
+            "worker_cpu_share": worker / wall, **machine_budget(wall, process=proc, worker=worker,
+                                                                publisher=publisher, watcher=watch, busy=busy),
             "transactions": int(txns) if txns is not None else None, "wall_s": wall, **collector.row(),
             "breakdown": step_breakdown(reports), "timeline": step_timeline(reports),
             **engine_capacity(parents=parents, symbols=symbols, periods=periods, snapshots_per_s=snapshots_per_s)}
+
+
+def machine_budget(wall: float, *, process: float, worker: float, publisher: float, watcher: float,
+                   busy: float) -> dict[str, float]:
+    """Who used the machine while the market ran, in cores: the agent (its process and decode
+    worker), the benchmark's own load (publisher, outside consumer), and the rest (the broker,
+    the system) as the machine's busy time less those; ``machine_idle_cores`` of ``os.cpu_count()``."""
+    cores = os.cpu_count() or 1
+    agent, load = (process + worker) / wall, (publisher + watcher) / wall
+    machine = busy / wall
+    return {"agent_cores": agent, "bench_load_cores": load, "publisher_cores": publisher / wall,
+            "watcher_cores": watcher / wall, "other_cores": max(machine - agent - load, 0.0),
+            "machine_busy_cores": machine, "machine_idle_cores": max(cores - machine, 0.0)}
 
 
 def engine_capacity(*, parents: int, symbols: int, periods: int, snapshots_per_s: float,
@@ -234,8 +263,10 @@ def synthetic_books(symbols: list[str], t_ns: int, step: int, rng: np.random.Gen
         ask_sz=np.full((n, 10), 500.0))
 
 
-async def publish(bootstrap_servers: str, topic: str, symbols: int, rate: float, until_ns: int) -> None:
-    """The market: every ``1 / rate`` s one snapshot per symbol, stamped with the wall clock."""
+async def publish(bootstrap_servers: str, topic: str, symbols: int, rate: float, until_ns: int,
+                  cpu_from_ns: int = 0) -> None:
+    """The market: every ``1 / rate`` s one snapshot per symbol, stamped with the wall clock. Prints
+    ``{"cpu_s": ...}`` at the end: this process's CPU time from ``cpu_from_ns`` (the market's start)."""
     from feeds.file_feed import encode_rows
     from feeds.kafka import KafkaConnection, KafkaSink
 
@@ -244,13 +275,17 @@ async def publish(bootstrap_servers: str, topic: str, symbols: int, rate: float,
     mids = np.full(symbols, 5000, dtype=np.int64)
     period = 1.0 / rate
     async with KafkaSink(KafkaConnection(bootstrap_servers=bootstrap_servers), linger_ms=0) as sink:
-        step, t_next = 0, time.perf_counter()
+        step, t_next, cpu0 = 0, time.perf_counter(), None
         while time.time_ns() < until_ns:
+            if cpu0 is None and time.time_ns() >= cpu_from_ns:
+                cpu0 = time.process_time()
             books = synthetic_books(names, time.time_ns(), step, rng, mids)
             await sink.send_many(encode_rows(books, topic))
             step += 1
             t_next += period
             await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
+    print(json.dumps({"cpu_s": time.process_time() - (cpu0 if cpu0 is not None else time.process_time())}),
+          flush=True)
 
 
 def main() -> int:
@@ -262,8 +297,9 @@ def main() -> int:
     p.add_argument("--symbols", type=int, required=True)
     p.add_argument("--rate", type=float, required=True)
     p.add_argument("--until", type=int, required=True)
+    p.add_argument("--cpu-from", type=int, default=0, help="count CPU time from this wall-clock ns (the market's start)")
     args = ap.parse_args()
-    asyncio.run(publish(args.bootstrap, args.topic, args.symbols, args.rate, args.until))
+    asyncio.run(publish(args.bootstrap, args.topic, args.symbols, args.rate, args.until, args.cpu_from))
     return 0
 
 
