@@ -352,7 +352,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if not args.skip_scale:
         rows.append(await run_scale(conn, parents=args.scale_parents, symbols=args.scale_symbols,
                                     periods=args.scale_periods, snapshots_per_s=args.scale_rate,
-                                    service={k: v for k, v in SERVICE_EXTRA.items() if k == "decode_worker_min_records"}))
+                                    service={k: v for k, v in SERVICE_EXTRA.items()
+                                             if k in ("decode_worker_min_records", "engine_runner")}))
     return {"rows": rows, "targets": TARGETS, "load_average": os.getloadavg(),
             "workload": {"symbols": len(SYMBOLS), "minutes": args.minutes, "parents": len(SYMBOLS), "period_s": 60,
                          "stagger_s": args.stagger_s, "latency_minutes": args.latency_minutes, "speed_x": args.speed}}
@@ -415,6 +416,8 @@ def main() -> int:
     ap.add_argument("--decode-worker-min-records", default=None, metavar="N|none",
                     help="service.decode_worker_min_records of the phases (default: the product's; none = every "
                          "batch decoded on the event loop)")
+    ap.add_argument("--engine-runner", choices=["thread", "loop"], default=None,
+                    help="service.engine_runner of every phase (default: the product's; agent.live.engine_runner)")
     ap.add_argument("--gc-defaults", action="store_true",
                     help="leave the garbage collector as CPython sets it (the agent freezes its startup heap: "
                          "agent.app.gc_tuning)")
@@ -444,6 +447,8 @@ def main() -> int:
     if args.decode_worker_min_records is not None:
         n_min = args.decode_worker_min_records
         SERVICE_EXTRA["decode_worker_min_records"] = 0 if n_min.lower() == "none" else int(n_min)
+    if args.engine_runner is not None:
+        SERVICE_EXTRA["engine_runner"] = args.engine_runner
     GC_TUNING[0] = not args.gc_defaults
     try:
         res = asyncio.run(main_async(args))

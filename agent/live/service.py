@@ -1,8 +1,10 @@
 """The live service: feeds -> :class:`agent.core.engine.ExecutionEngine` -> sinks.
 
 One asyncio loop moves bytes and time; the engine (pure, synchronous, not
-thread-safe) runs on a one-thread executor so the loop never blocks on a solve
-(OSQP releases the GIL). Every engine call goes through that thread.
+thread-safe) runs its jobs one at a time through one runner
+(:mod:`agent.live.engine_runner`, ``service.engine_runner``): on the loop's own
+thread between its I/O, or on a one-thread executor. Every engine call goes
+through it.
 
 Each step of the main loop (:meth:`AgentService.step`):
 
@@ -13,7 +15,7 @@ Each step of the main loop (:meth:`AgentService.step`):
    stopping the agent (a large batch of market data is decoded in a worker
    process, :class:`agent.live.book_decoder.BookDecoder`, while the loop serves
    the step in flight);
-3. one job on the engine thread (:class:`agent.live.engine_step.EngineDriver`)
+3. one engine job (:class:`agent.live.engine_step.EngineDriver`)
    applies, in this order, parent orders / cancels, fills (de-duplicated by
    ``fill_id``) and the market data a decision needs now (latency first: the
    rows that close no period are held and fed in bulk by a catch-up job queued
@@ -24,9 +26,10 @@ Each step of the main loop (:meth:`AgentService.step`):
    ``on_step`` callback receives each step's timing
    (:class:`agent.live.observe.StepReport`).
 
-:meth:`AgentService.run` pipelines the steps: batch N+1 is fetched and decoded
-on the loop while the engine thread works on batch N; engine jobs and
-publications stay in order.
+:meth:`AgentService.run` pipelines the steps: batch N+1 is fetched (and a large
+one decoded in the worker process) while batch N is published (and, with the
+thread runner, while the engine works on it); engine jobs and publications stay
+in order.
 
 Staleness: with a ``clock`` the engine gets ``now_ns=clock()`` and refuses to
 trade on a book older than ``max_snapshot_age_ms``; a watchdog task flags
@@ -44,7 +47,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -53,6 +55,7 @@ from agent.core.errors import FeedError, RetriableFeedError
 from agent.core.model import ParentOrder
 from agent.live.book_decoder import BookDecoder
 from agent.live.delivery import AtLeastOnce, Delivery
+from agent.live.engine_runner import make_runner
 from agent.live.engine_step import EngineDriver, StepResult, Venue
 from agent.live.events import RateLimitedLog
 from agent.live.intake import Inbound, Intake
@@ -126,17 +129,16 @@ class AgentService:
         self.decode_worker_at_start = decode_worker_at_start
         self.delivery: Delivery = delivery if delivery is not None else AtLeastOnce()
         exact = self.delivery.every_row_in_its_step(self.settings)
+        self.runner = make_runner(self.settings.engine_runner)
         self.driver = EngineDriver(engine, self.delivery.engine_settings(self.settings), clock=clock, venue=venue,
-                                   defer=None if exact else self._defer)
-        self._jobs_queued = self._jobs_started = 0  # engine-thread jobs (steps, calls) submitted / begun
-        self.driver.waiting = lambda: self._jobs_queued > self._jobs_started
+                                   defer=None if exact else self.runner.defer)
+        self.driver.waiting = self.runner.waiting
         self.gate = ControlGate([self.topics.parent_orders, self.topics.fills],
                                 max_wait_ms=self.settings.control_wait_ms)
         self.on_step = on_step
         self.children_sent = 0
         self.processed_ts: dict[str, int] = {}  # per symbol: newest ts_event fully processed
         self.decision_latencies_s: deque[float] = deque(maxlen=100_000)  # arrival -> ack (seconds)
-        self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_requested = False
         self._started = self._stopped = False
@@ -150,7 +152,7 @@ class AgentService:
         """Start the sink, the source, the file feed and the watchdog (idempotent)."""
         if self._started:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpc-engine")
+        self.runner.start()
         if self.decode_worker_at_start:  # its imports run in its own process while the source connects
             self.decoder.prestart()
         try:
@@ -189,9 +191,7 @@ class AgentService:
             await asyncio.wait_for(self._close_feeds(), self.settings.shutdown_timeout_s)
         except TimeoutError:
             log.error("feeds did not close within shutdown_timeout_s=%.1f", self.settings.shutdown_timeout_s)
-        if self._executor is not None:  # waits for an engine job still running
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self.runner.shutdown()  # waits for an engine job still running
         await self.decoder.close()
 
     async def _close_feeds(self) -> None:
@@ -271,28 +271,14 @@ class AgentService:
         """``(alive, body)`` of ``/livez``."""
         return self.ops.liveness()
 
-    def _defer(self, fn: Callable[[], Any]) -> None:
-        """Queue ``fn`` behind the running job on the engine thread (called from that thread)."""
-        if self._executor is None:
-            fn()
-        else:
-            self._executor.submit(fn)
-
     @property
     def engine_cpu_s(self) -> float:
         """CPU time the engine thread spent in steps and catch-ups so far (seconds)."""
         return self.driver.cpu_s
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the engine thread (every engine call goes through here)."""
-        if self._executor is None:
-            raise FeedError("service not started; use 'async with AgentService(...)'")
-        self._jobs_queued += 1  # (the loop thread only)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._job, fn, *args)
-
-    def _job(self, fn: Callable[..., T], *args: Any) -> T:
-        self._jobs_started += 1  # (the engine thread only): a deferred catch-up yields to queued jobs
-        return fn(*args)
+        """Run ``fn(*args)`` as the next engine job (every engine call goes through here)."""
+        return await self.runner.call(fn, *args)
 
     async def submit(self, parent: ParentOrder) -> None:
         """Start managing ``parent`` (from config, flags or a JSON file)."""
@@ -307,8 +293,8 @@ class AgentService:
         """Step until :meth:`request_stop`; with ``until_idle`` also return once the file feed is
         exhausted and a step finds nothing more to do.
 
-        Pipelined: batch N+1 is fetched and decoded on the loop while the engine thread works on
-        batch N; engine jobs and publications stay in order (one in flight at a time)."""
+        Pipelined: batch N+1 is fetched and decoded while batch N is processed (module
+        docstring); engine jobs and publications stay in order (one in flight at a time)."""
         inflight: asyncio.Task[None] | None = None
         try:
             while not self.stopping:
@@ -335,7 +321,7 @@ class AgentService:
         (with transactions: in a transaction of its own, without offsets). With ``state`` also when
         no row is held: what changed outside a step (the tombstones of parents housekeeping dropped)
         is committed now instead of with the next input, which a quiet feed may not bring."""
-        if self._executor is not None and (self.driver.held_rows or state):
+        if self.runner.running and (self.driver.held_rows or state):
             try:
                 await self.delivery.process(self, Work(Inbound(flush=True), {}, time.perf_counter(), 0,
                                                        self.delivery.generation))

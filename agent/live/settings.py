@@ -41,6 +41,11 @@ class ServiceSection(Section):
         default=2_000.0, ge=0, description="market data wait at most this long for the parent-order and "
         "fill partitions to catch up (parent orders and fills before market data of the same instant)")
     max_batch_records: int = Field(default=5000, gt=0)
+    engine_runner: Literal["thread", "loop"] = Field(
+        default="thread", description="where engine jobs run (agent.live.engine_runner): 'thread' on a "
+        "one-thread executor, the loop free to fetch and publish meanwhile; 'loop' on the event loop's own "
+        "thread between its I/O, without GIL hand-offs (more of a core for the engine and the loop "
+        "together), a step's engine work blocking the loop for its length")
     decode_worker_min_records: int = Field(
         default=256, ge=0, description="market-data batches of at least this many records are decoded in a "
         "worker process beside the event loop (agent.live.book_decoder); smaller ones inline. 0 = always "

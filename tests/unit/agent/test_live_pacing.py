@@ -58,8 +58,8 @@ def _rows(t_ns: int) -> list[OutRecord]:
     return out
 
 
-@pytest.mark.parametrize("buffer_rows", [0, 2000])
-async def test_many_parents_one_second_periods_no_decision_skipped_and_none_late(buffer_rows: int) -> None:
+@pytest.mark.parametrize(("buffer_rows", "runner"), [(0, "thread"), (2000, "thread"), (0, "loop"), (2000, "loop")])
+async def test_many_parents_one_second_periods_no_decision_skipped_and_none_late(buffer_rows: int, runner: str) -> None:
     now = [T0]
     bus = MemoryBus()
     parents = _parents()
@@ -71,7 +71,8 @@ async def test_many_parents_one_second_periods_no_decision_skipped_and_none_late
     metrics = AgentMetrics.create(CollectorRegistry())
     svc = AgentService(engine, sink=MemorySink(bus), metrics=metrics,
                        source=source, clock=lambda: now[0], on_step=reports.append,
-                       settings=ServiceSection(poll_timeout_ms=1, md_buffer_rows=buffer_rows))
+                       settings=ServiceSection(poll_timeout_ms=1, md_buffer_rows=buffer_rows,
+                                               engine_runner=runner))  # type: ignore[arg-type]
     decided_at: dict[str, int] = {}  # child_order_id -> the test clock when it was published
     async with svc:
         end = max(p.end_ns for p in parents) + NS_PER_S

@@ -74,8 +74,11 @@ def child_tuples(children: list) -> list[tuple[str, float, float, int]]:
     return [(c.child_order_id, c.quantity, c.limit_price, c.ts_event) for c in children]
 
 
-@pytest.mark.parametrize(("batch_rows", "buffer_rows"), [(777, 5000), (50, 0), (50, 120)])
-async def test_file_feed_service_child_orders_equal_replay_runner(batch_rows: int, buffer_rows: int) -> None:
+@pytest.mark.parametrize(("batch_rows", "buffer_rows", "runner"),
+                         [(777, 5000, "thread"), (50, 0, "thread"), (50, 120, "thread"), (50, 120, "loop"),
+                          (50, 0, "loop")])
+async def test_file_feed_service_child_orders_equal_replay_runner(batch_rows: int, buffer_rows: int,
+                                                                 runner: str) -> None:
     book = make_book()
     p = parent()
     ref = run_strategy(book, p, mpc_policy, FillSimulator(book), strategy="mpc")
@@ -85,7 +88,8 @@ async def test_file_feed_service_child_orders_equal_replay_runner(batch_rows: in
     venue = SimulatedVenue(book)
     svc = AgentService(engine, sink=MemorySink(bus), metrics=metrics(), clock=None, venue=venue,
                        md_feed=FileFeed(book, speed_x=0, batch_rows=batch_rows),
-                       settings=ServiceSection(md_buffer_rows=buffer_rows))
+                       settings=ServiceSection(md_buffer_rows=buffer_rows,
+                                               engine_runner=runner))  # type: ignore[arg-type]
     async with svc:
         await svc.submit(p)
         await svc.run(until_idle=True)
@@ -269,7 +273,7 @@ async def test_request_stop_ends_run_and_stop_is_idempotent_and_closes_everythin
     await svc.stop()
     await svc.stop()
     assert svc.health()[0] is False
-    assert not svc._tasks and svc._executor is None and svc.driver.held_rows == 0
+    assert not svc._tasks and not svc.runner.running and svc.driver.held_rows == 0
     with pytest.raises(Exception, match="before start"):
         await source.getmany()
 
@@ -328,7 +332,7 @@ async def test_stop_gives_up_on_a_hanging_sink_after_shutdown_timeout() -> None:
                        settings=ServiceSection(shutdown_timeout_s=0.1))
     await svc.start()
     await asyncio.wait_for(svc.stop(), 2.0)
-    assert svc._executor is None
+    assert not svc.runner.running
 
 
 async def test_stop_closes_the_sink_even_when_the_source_stop_raises_an_internal_cancellation() -> None:
