@@ -83,12 +83,14 @@ async def publish_backlog(conn: KafkaConnection, rows: Any, topic: str) -> None:
             await sink.send_many(records[i:i + 5000])
 
 
-def test_event_clock_backlog_after_restarts_decides_exactly_as_the_driver(kafka_bootstrap: str,
-                                                                          tmp_path: Path) -> None:
-    asyncio.run(_burst_scenario(kafka_bootstrap, tmp_path))
+@pytest.mark.parametrize("runner", ["thread", "loop"])
+def test_event_clock_backlog_after_restarts_decides_exactly_as_the_driver(kafka_bootstrap: str, tmp_path: Path,
+                                                                          runner: str) -> None:
+    """(Also with the engine on the event loop: ``service.engine_runner = "loop"``.)"""
+    asyncio.run(_burst_scenario(kafka_bootstrap, tmp_path, runner))
 
 
-async def _burst_scenario(bootstrap: str, tmp_path: Path) -> None:
+async def _burst_scenario(bootstrap: str, tmp_path: Path, runner: str) -> None:
     book = read_book([SAMPLE], symbol="SYNA").batch
     t0 = int(book.ts_event[0])
     start = (t0 // (60 * NS_PER_S) + 5) * 60 * NS_PER_S
@@ -103,6 +105,7 @@ async def _burst_scenario(bootstrap: str, tmp_path: Path) -> None:
     await setup_topics(conn, topics, 1)
     agent = AgentProcess(agent_env(bootstrap, topics, agent_id=f"burst-{tag}", group_id=f"g-{tag}",
                                    extra={"MPC_AGENT_SERVICE__CLOCK": "event",
+                                          "MPC_AGENT_SERVICE__ENGINE_RUNNER": runner,
                                           "MPC_AGENT_ENGINE__FORECAST": "ewma"}), tmp_path / "agent.log")
 
     async def next_period() -> int:

@@ -101,7 +101,7 @@ async def _read_all(conn: KafkaConnection, topics: list[str]) -> list[Any]:
     return [r for topic in topics for r in await read_topic(conn, topic)]
 
 
-async def _scenario(bootstrap: str) -> Scenario:
+async def _scenario(bootstrap: str, runner: str) -> Scenario:
     book = _slice()
     tag = uuid.uuid4().hex[:8]
     topics = TopicsSection(md=f"md.{tag}", parent_orders=f"parents.{tag}", child_orders=f"children.{tag}",
@@ -118,7 +118,7 @@ async def _scenario(bootstrap: str) -> Scenario:
     agent = AgentService(engine, source=KafkaSource(conn, [topics.md, topics.parent_orders, topics.fills],
                                                     group_id=f"agent-{tag}"),
                          sink=KafkaSink(conn), metrics=metrics, topics=topics, clock=None,
-                         settings=ServiceSection(poll_timeout_ms=20))
+                         settings=ServiceSection(poll_timeout_ms=20, engine_runner=runner))  # type: ignore[arg-type]
     venue = SimulatedVenue(book)
     responder = FillResponder(venue, KafkaSource(conn, [topics.child_orders], group_id=f"venue-{tag}"),
                               KafkaSink(conn), fills_topic=topics.fills)
@@ -158,9 +158,10 @@ async def _scenario(bootstrap: str) -> Scenario:
     return sc
 
 
-@pytest.fixture(scope="module")
-def scenario(kafka_bootstrap: str) -> Scenario:
-    return asyncio.run(_scenario(kafka_bootstrap))
+@pytest.fixture(scope="module", params=["thread", "loop"])
+def scenario(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Scenario:
+    """The run, with the engine on its thread and on the event loop (``service.engine_runner``)."""
+    return asyncio.run(_scenario(kafka_bootstrap, request.param))
 
 
 def test_service_on_kafka_parent_completes_and_children_reconcile_with_fills(scenario: Scenario) -> None:
