@@ -67,7 +67,7 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
     if eng.kill_switch:
         reason = risk.KILL_SWITCH
     if reason is not None:
-        eng.counters[f"skipped:{reason}"] += 1
+        _count_skip(eng, st, reason)
         out.decisions.append(DecisionRecord(p.parent_id, k, ts, remaining, 0.0, 0.0, 0.0, float("nan"),
                                             float("nan"), float("nan"), mid, None, reason))
         return
@@ -99,7 +99,10 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
     out.decisions.append(DecisionRecord(p.parent_id, k, ts, remaining, planned, qty, float(cap[0]),
                                         float(beta[0]), float(gamma[0]), sigma, mid, plan, refused))
     if qty <= 0 or limit is None:
-        eng.counters["no_child" if refused is None else f"skipped:{refused}"] += 1
+        if refused is None:
+            eng.counters["no_child"] += 1
+        else:
+            _count_skip(eng, st, refused)
         return
     eng.counters["child_orders"] += 1
     st.last_child_ts = ts
@@ -110,6 +113,12 @@ def decide(eng: Context, st: ParentState, mkt: SymbolMarket, batch: BookLike, i:
         plan=tuple(schedule[:5].tolist()), solver=plan.solver,
         impact=ImpactParams(float(beta[0]), float(gamma[0])),
     ))
+
+
+def _count_skip(eng: Context, st: ParentState, reason: str) -> None:
+    """A period skipped for ``reason``: the engine's counter and the parent's own count (``GET /parents``)."""
+    eng.counters[f"skipped:{reason}"] += 1
+    st.skipped[reason] = st.skipped.get(reason, 0) + 1
 
 
 def reverting_forecast(st: ParentState, mkt: SymbolMarket, batch: BookLike, i: int, periods_left: int,

@@ -3,7 +3,7 @@
 :class:`ParentState` is the engine's record of one parent order: progress
 from fills only (``filled``, ``notional``; fills de-duplicated on ``fill_id``
 in one set, here), the next period to decide, the lot-rounding carry, the last
-plan and its lifecycle ``status``. :class:`BookResult` is what
+plan, the periods skipped by reason (``skipped``) and its lifecycle ``status``. :class:`BookResult` is what
 ``ExecutionEngine.on_book`` returns; :class:`FillOutcome` what ``on_fill`` says.
 """
 
@@ -48,6 +48,7 @@ class ParentState:
     fill_ids: set[str] = field(default_factory=set)
     last_plan: tuple[float, ...] = ()
     last_child_ts: int | None = None
+    skipped: dict[str, int] = field(default_factory=dict)  # periods decided without a child, by reason
     forecaster: ParentForecaster | None = None  # the reverting forecast on this parent's size grid
     period_ns: int = field(default=0, init=False)
 

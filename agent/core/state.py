@@ -9,7 +9,7 @@ every record before it consumes anything else.
 
 A record holds the parent order, the fill-driven progress (filled quantity,
 notional, fill ids seen), the lifecycle status, the next period to decide,
-the lot-rounding carry, the last plan, the reverting forecast's estimators on
+the lot-rounding carry, the last plan, the periods skipped by reason, the reverting forecast's estimators on
 the parent's size grid (when that forecast is on) and, optionally, a copy of
 its symbol's market state (volume, volatility and cost-curve estimators and
 the book sampler's position, shared by the symbol's parents: the newest copy
@@ -52,6 +52,7 @@ def export_record(st: ParentState, market: SymbolMarket | None) -> dict[str, Any
         "fill_ids": sorted(st.fill_ids),
         "last_plan": list(st.last_plan),
         "last_child_ts": st.last_child_ts,
+        "skipped": dict(sorted(st.skipped.items())),
         "rounder": st.rounder.state(),
         "forecaster": None if st.forecaster is None else st.forecaster.state(),
         "symbol": None if market is None else market.state(),
@@ -78,6 +79,7 @@ def parse_record(record: dict[str, Any]) -> tuple[ParentOrder, dict[str, Any], S
         "last_plan": tuple(float(x) for x in record["last_plan"]),
         "last_child_ts": None if record.get("last_child_ts") is None else int(record["last_child_ts"]),
         "rounder": LotRounder.from_state(record["rounder"]),
+        "skipped": {str(k): int(v) for k, v in (record.get("skipped") or {}).items()},  # (absent before)
     }
     if record.get("forecaster") is not None:
         fields["forecaster"] = ParentForecaster.from_state(record["forecaster"])

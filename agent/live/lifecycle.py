@@ -137,4 +137,5 @@ def _row(pid: str, st: ParentState, ended_ns: int | None) -> dict[str, Any]:
         "status": st.status, "next_period": int(st.next_period), "periods": int(p.n_periods),
         "last_child_ts": st.last_child_ts, "start_ns": int(p.start_ns), "end_ns": int(p.end_ns),
         "period_s": float(p.period_s), "limit_price": p.limit_price, "ended_ns": ended_ns,
+        "skipped_periods": sum(st.skipped.values()), "skipped": dict(sorted(st.skipped.items())),
     }

@@ -111,6 +111,7 @@ def test_engine_refuses_stale_books() -> None:
     children = _drive(eng, _book(), parent, now_offset_ns=2 * NS)
     assert children == []
     assert eng.counters["skipped:stale_book"] == 10
+    assert eng.parents["P1"].skipped == {"stale_book": 10}  # the parent's own count (GET /parents)
 
 
 def test_engine_kill_switch_stops_new_child_orders() -> None:
@@ -142,10 +143,12 @@ def test_a_period_the_limit_price_refuses_is_recorded_as_skipped_limit_price() -
     assert [d.outcome for d in res.decisions] == ["limit_price"] * 3
     assert all(d.quantity > 0 for d in res.decisions)  # the plan had shares: the limit refused them
     assert eng.counters["skipped:limit_price"] == 3 and eng.counters["no_child"] == 0
+    assert eng.parents["P1"].skipped == {"limit_price": 3}
     eng2 = ExecutionEngine()
     eng2.submit(_parent(periods=3))
     res2 = eng2.on_book(_book(minutes=3))
     assert [d.outcome for d in res2.decisions] == ["child_order"] * 3 and len(res2.children) == 3
+    assert eng2.parents["P1"].skipped == {}
 
 
 def test_engine_caps_child_orders_at_the_participation_limit() -> None:

@@ -74,6 +74,21 @@ def test_restore_keeps_fill_dedupe_and_status() -> None:
     assert again.remaining("P1") == 2900.0
 
 
+def test_restore_keeps_the_periods_skipped_by_reason_and_reads_records_written_before_them() -> None:
+    parent, _, _ = _setup()
+    eng = ExecutionEngine()
+    eng.submit(parent)
+    eng.parents["P1"].skipped.update({"stale_book": 2, "limit_price": 1})
+    record = eng.snapshot("P1")
+    assert record["skipped"] == {"limit_price": 1, "stale_book": 2}
+    again = ExecutionEngine()
+    again.restore(record)
+    assert again.parents["P1"].skipped == {"limit_price": 1, "stale_book": 2}
+    older = {k: v for k, v in record.items() if k != "skipped"}
+    again.restore(older)
+    assert again.parents["P1"].skipped == {}
+
+
 def test_restore_rejects_unknown_versions() -> None:
     parent, _, _ = _setup()
     eng = ExecutionEngine()

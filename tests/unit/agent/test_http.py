@@ -151,8 +151,9 @@ async def test_parents_lists_progress_and_an_ended_parent_until_its_retention(ag
     assert set(rows) == {"P1", "P2"}
     r = rows["P1"]
     for key in ("parent_id", "symbol", "side", "quantity", "filled", "remaining", "average_price", "status",
-                "next_period", "periods", "last_child_ts"):
+                "next_period", "periods", "last_child_ts", "skipped_periods", "skipped"):
         assert key in r, key
+    assert (r["skipped_periods"], r["skipped"]) == (0, {})
     assert (r["status"], r["quantity"], r["filled"], r["remaining"], r["periods"]) == ("active", 1000.0, 0.0,
                                                                                       1000.0, p1.n_periods)
     agent.bus.apply([OutRecord(TOPICS.parent_orders, codec.encode(codec.build(

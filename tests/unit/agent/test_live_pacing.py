@@ -129,15 +129,20 @@ async def test_an_agent_behind_its_feed_counts_late_decisions_and_stale_skips_as
                     published_at[r] = now[0]
             while await svc.step():
                 pass
+        listed = {r["parent_id"]: r for r in svc.ops.lifecycle.rows(engine)}  # what GET /parents shows
     rows = np.array(sorted(published_at))
     late = stale = 0
     for p in parents:
+        stale_p = 0
         for k in range(PERIODS):
             b = p.period_start_ns(k)
             r = int(rows[np.searchsorted(rows, b)])  # the first row at or after the boundary decides
             ack = published_at[r]  # in the step of the instant it was published
-            stale += (ack - r) / 1e6 > 2_000.0
+            stale_p += (ack - r) / 1e6 > 2_000.0
             late += ack - b > p.period_ns
+        stale += stale_p
+        assert listed[p.parent_id]["skipped_periods"] == stale_p  # each parent's own count
+        assert listed[p.parent_id]["skipped"] == ({"stale_book": stale_p} if stale_p else {})
     n = len(parents) * PERIODS
     children = {codec.decode(v).child_order_id for v in bus.values(TOPICS.child_orders)}
     reg = metrics.registry
