@@ -45,6 +45,7 @@ class Ended:
     average_price: float | None
     periods_done: int
     periods: int
+    skipped: dict[str, int]  # periods decided without a child order, by reason
 
     @property
     def unfilled_counts(self) -> bool:
@@ -126,7 +127,8 @@ class ParentLifecycle:
 def _ended(st: ParentState) -> Ended:
     p = st.parent
     return Ended(p.parent_id, p.symbol, p.side, st.status, float(p.quantity), float(st.filled),
-                 float(st.remaining), st.average_price, int(st.next_period), int(p.n_periods))
+                 float(st.remaining), st.average_price, int(st.next_period), int(p.n_periods),
+                 dict(sorted(st.skipped.items())))
 
 
 def _row(pid: str, st: ParentState, ended_ns: int | None) -> dict[str, Any]:

@@ -232,8 +232,10 @@ class Operations:
 
 def _log_ended(e: Ended) -> None:
     level = logging.WARNING if e.unfilled_counts and e.status == "expired" else logging.INFO
-    emit(log, level, f"parent_{e.status}", "parent %s %s: filled %g of %g %s (%g unfilled) after %d of %d period(s)",
+    emit(log, level, f"parent_{e.status}",
+         "parent %s %s: filled %g of %g %s (%g unfilled) after %d of %d period(s), %d skipped",
          e.parent_id, e.status, e.filled, e.quantity, e.symbol, e.unfilled, e.periods_done, e.periods,
+         sum(e.skipped.values()),
          parent_id=e.parent_id, symbol=e.symbol, side=e.side, status=e.status, quantity=e.quantity,
          filled=e.filled, unfilled=e.unfilled, fill_rate=round(e.filled / e.quantity, 6) if e.quantity else None,
-         average_price=e.average_price, periods_done=e.periods_done, periods=e.periods)
+         average_price=e.average_price, periods_done=e.periods_done, periods=e.periods, skipped=e.skipped)

@@ -171,3 +171,4 @@ async def test_service_logs_lifecycle_events_and_dead_letters_rate_limited(captu
     assert dead[-1]["message"].startswith("parent order/control message dead-lettered (unknown_parent)")
     cancelled = next(x for x in lines if x.get("event") == "parent_cancelled")
     assert cancelled["parent_id"] == "P1" and cancelled["filled"] + cancelled["unfilled"] == p.quantity
+    assert cancelled["skipped"] == {} and cancelled["message"].endswith(", 0 skipped")
