@@ -19,6 +19,9 @@ Measured (README, "Engine runner"): on the 1,000-parent scenario the agent's pro
 cores either way); that did not make it keep up reliably. With the loop the backlog ingest
 was ~10% slower, and 20 parents deciding in one batch were faster. A runner that moves
 the engine to its own process would go behind the same interface.
+
+"The engine thread" in the rest of :mod:`agent.live` means whichever thread runs engine
+jobs: the executor's, or the loop's own with the loop runner.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The engine side of the live service: everything that runs on the one engine thread.
+"""The engine side of the live service: everything that runs as an engine job (``agent.live.engine_runner``).
 
 :class:`EngineDriver` applies an :class:`agent.live.intake.Inbound` batch to the
 :class:`agent.core.engine.ExecutionEngine` and returns a :class:`StepResult`
@@ -56,7 +56,7 @@ MAX_HELD_ROWS = 20_000
 """Held rows beyond which a step catches up itself (a backlog: throughput before latency)."""
 
 Defer = Callable[[Callable[[], Any]], Any]
-"""Queue a job behind the current one on the engine thread (``ThreadPoolExecutor.submit``)."""
+"""Queue a job behind the current one (``EngineRunner.defer``)."""
 
 
 @dataclass
