@@ -1,4 +1,4 @@
-"""The engine side of the live service: everything that runs as an engine job (``agent.live.engine_runner``).
+"""The engine side of the live service: everything that runs as an engine job (engine_runner).
 
 :class:`EngineDriver` applies an :class:`agent.live.intake.Inbound` batch to the
 :class:`agent.core.engine.ExecutionEngine` and returns a :class:`StepResult`
