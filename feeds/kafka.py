@@ -27,6 +27,7 @@ import aiokafka
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, for_code
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import DefaultPartitioner
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from agent.core.errors import ConfigError, FeedError, RetriableFeedError
@@ -228,6 +229,9 @@ class KafkaSource(AsyncComponent):
 
 
 CONCURRENT_TXN_BACKOFF_MS = 2.0
+RECORD_OVERHEAD_BYTES = 512
+"""``send_many``: a record whose key, value and headers come within this of ``max_request_size`` goes
+through ``producer.send`` (which checks the exact size and refuses one too large) instead of a batch."""
 """Default wait before retrying a transaction's first AddPartitionsToTxn refused with
 CONCURRENT_TRANSACTIONS (see :func:`set_concurrent_txn_backoff`)."""
 
@@ -287,6 +291,8 @@ class KafkaSink(AsyncComponent):
             **producer_options,
         )
         self._producer: aiokafka.AIOKafkaProducer | None = None
+        self._partitioner = producer_options.get("partitioner") or DefaultPartitioner()
+        self._max_record_bytes = self.connection.max_message_bytes - RECORD_OVERHEAD_BYTES
 
     @property
     def producer(self) -> aiokafka.AIOKafkaProducer:
@@ -317,13 +323,42 @@ class KafkaSink(AsyncComponent):
         await self.send_many([OutRecord(topic, value, key, tuple(headers))])
 
     async def send_many(self, records: Sequence[OutRecord]) -> None:
-        """Enqueue every record (pipelined, batched by aiokafka), then wait for all acks."""
+        """Enqueue every record, then wait for all acks.
+
+        Records are appended to one aiokafka batch per topic partition (``create_batch`` /
+        ``send_batch``, a new batch when one is full) instead of one ``send`` each: the same
+        partitions (the producer's partitioner on the key, random without one), the same order
+        within a partition, inside the open transaction like ``send`` (``bench/send_many.py``:
+        ~2.5x less CPU a record). A record over ``max_request_size`` goes through ``send``,
+        which refuses it as before."""
         futures: list[asyncio.Future[Any]] = []
+        producer = self.producer
         try:
+            parts: dict[str, list[int]] = {}
+            open_batches: dict[tuple[str, int], Any] = {}
             for r in records:
-                futures.append(
-                    await self.producer.send(r.topic, r.value, key=r.key, headers=list(r.headers) or None)
-                )
+                all_parts = parts.get(r.topic)
+                if all_parts is None:
+                    all_parts = parts[r.topic] = sorted(await producer.partitions_for(r.topic))
+                part = self._partitioner(r.key, all_parts, all_parts)
+                tp = (r.topic, part)
+                headers = list(r.headers)
+                if (len(r.key or b"") + len(r.value or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+                        > self._max_record_bytes):
+                    if tp in open_batches:  # what came before it in this partition goes first
+                        futures.append(await self._submit(open_batches.pop(tp), tp))
+                    futures.append(await producer.send(r.topic, r.value, key=r.key, partition=part,
+                                                       headers=headers or None))
+                    continue
+                batch = open_batches.get(tp)
+                if batch is None:
+                    batch = open_batches[tp] = producer.create_batch()
+                if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:  # full
+                    futures.append(await self._submit(open_batches.pop(tp), tp))
+                    batch = open_batches[tp] = producer.create_batch()
+                    batch.append(key=r.key, value=r.value, timestamp=None, headers=headers)
+            for tp, batch in open_batches.items():
+                futures.append(await self._submit(batch, tp))
             await asyncio.gather(*futures)
         except KafkaError as exc:
             raise _feed_error(exc, f"producing {len(records)} record(s)") from exc
@@ -333,6 +368,11 @@ class KafkaSink(AsyncComponent):
                     fut.add_done_callback(lambda f: f.cancelled() or f.exception())
                 elif not fut.cancelled():
                     fut.exception()
+
+    async def _submit(self, batch: Any, tp: tuple[str, int]) -> asyncio.Future[Any]:
+        batch.close()
+        fut: asyncio.Future[Any] = await self.producer.send_batch(batch, tp[0], partition=tp[1])
+        return fut
 
     # -------------------------------------------------------- transactions
     def _need_txn(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +14,7 @@ from feeds.kafka import KafkaConnection, KafkaSink, KafkaSource, create_topics, 
 from feeds.ports import OutRecord, Record, next_offsets
 from feeds.wire.codec import SCHEMAS, decode, encode
 from tests.integration.kafka_helpers import consume
+from tests.integration.outside import Producer, read_committed
 from tests.unit.feeds.wire_samples import sample_messages
 
 pytestmark = pytest.mark.kafka
@@ -132,3 +135,40 @@ async def test_kafka_sasl_plain_listener_roundtrip_and_wrong_password_refused(
     with pytest.raises(FeedError):
         async with KafkaSink(bad):
             pass
+
+
+async def test_kafka_send_many_batches_keep_partitions_order_and_the_transaction(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str]
+) -> None:
+    """send_many appends to one batch per partition (several when one fills): every record must land
+    where Kafka's default partitioner puts its key (checked against librdkafka's murmur2 through the
+    outside producer), in order within its partition, with its headers, inside the transaction."""
+    a, b, twin = unique_topic("many-a"), unique_topic("many-b"), unique_topic("many-twin")
+    await create_topics(kafka_bootstrap, [a, b, twin], partitions=4)
+    keys = [f"P{i:03d}".encode() for i in range(40)]
+    pad = "x" * 250  # ~1,200 records of ~300 bytes: several full 16 KB batches a partition
+    out = [OutRecord(a if i % 3 else b, json.dumps({"i": i, "pad": pad}).encode(), key=keys[i % 40],
+                     headers=(("n", str(i).encode()), ("agent", b"a1"))) for i in range(1200)]
+    out.append(OutRecord(a, json.dumps({"i": 1200}).encode()))  # no key: any partition
+    async with KafkaSink(kafka_bootstrap, transactional_id=unique_topic("tx")) as tx:
+        await tx.begin()
+        await tx.send_many(out)
+        assert await asyncio.to_thread(read_committed, kafka_bootstrap, a) == []  # not before the commit
+        await tx.commit()
+    got = [m for t in (a, b) for m in await asyncio.to_thread(read_committed, kafka_bootstrap, t)]
+    assert sorted(m.json()["i"] for m in got) == list(range(1201))
+    for m in got:
+        i = m.json()["i"]
+        if i < 1200:
+            assert m.key == keys[i % 40] and m.headers == {"n": str(i).encode(), "agent": b"a1"}
+    for t in (a, b):
+        for p in range(4):
+            seq = [m.json()["i"] for m in got if m.topic == t and m.partition == p]
+            assert seq == sorted(seq)
+    outside = Producer(kafka_bootstrap)
+    for k in keys:
+        outside.send(twin, b"ref", key=k)
+    assert outside.flush() == 0
+    java = {m.key: m.partition for m in await asyncio.to_thread(read_committed, kafka_bootstrap, twin)}
+    assert len(set(java.values())) > 1
+    assert all(m.partition == java[m.key] for m in got if m.key is not None)
