@@ -379,7 +379,8 @@ def report(res: dict[str, Any]) -> None:
         print("\nscale: parents on symbols at 1-second periods, exactly once (bench/live_scale.py)")
         print_table(scale, ["parents", "symbols", "periods", "snapshots_per_s", "expected_children", "children_seen",
                             "skipped", "late", "lateness_ms_p50", "lateness_ms_p99", "lateness_ms_max", "e2e_ms_p50",
-                            "e2e_ms_p99", "engine_cpu_share", "process_cpu_share", "decoded_in_worker",
+                            "e2e_ms_p99", "decided_ms_p50", "decided_ms_p99", "visible_ms_p50", "visible_ms_p99",
+                            "engine_cpu_share", "process_cpu_share", "decoded_in_worker",
                             "worker_cpu_share", "transactions", "gc_ms_max",
                             "gc_ms_total"])
         print("the agent's own account (mpc_agent_decisions_total by outcome, mpc_agent_decisions_late_total):")

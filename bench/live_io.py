@@ -8,7 +8,7 @@ interpreter, and so no GIL, with them):
   aiokafka) with ``isolation.level=read_committed``: a child order counts as
   sent when this consumer sees it, i.e. after the agent's transaction commits.
   It prints ``ready`` once assigned and writes, per child order, its id, symbol,
-  ``ts_event`` and the wall time (ns) it arrived.
+  ``ts_event``, ``ts_init`` (when the agent decided) and the wall time (ns) it arrived.
 - :func:`produce`: send records all at once or paced in event time,
   stamping the wall time (ns) each record was handed to the producer.
 
@@ -130,7 +130,7 @@ def consume(bootstrap_servers: str, topic: str, out: str, stop_file: str, max_s:
         t = time.time_ns()
         v = json.loads(msg.value() or b"{}")
         seen.append({"child_order_id": v["child_order_id"], "symbol": v["symbol"], "ts_event": int(v["ts_event"]),
-                     "period_index": int(v["period_index"]), "received_ns": t})
+                     "ts_init": int(v["ts_init"]), "period_index": int(v["period_index"]), "received_ns": t})
     consumer.close()
     Path(out).write_text(json.dumps(seen))
     return 0

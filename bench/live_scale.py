@@ -15,7 +15,11 @@ records when each child order becomes visible. Reported:
   period trades, the quantities are far below the caps);
 - ``late``: child orders visible more than one period after their boundary
   (``lateness`` = visible - ``start + k * period``, wall clock = event time);
-- ``e2e_ms``: visible - the decision snapshot's ``ts_event`` (its publish time);
+- ``e2e_ms``: visible - the decision snapshot's ``ts_event`` (its publish time),
+  in two parts: ``decided_ms`` = the child's ``ts_init`` (when the engine
+  decided, wall clock) - ``ts_event`` (broker, consumer, queue and engine
+  before the decision), and ``visible_ms`` = visible - ``ts_init`` (the rest
+  of the step, the transaction, the outside consumer);
 - ``engine_cpu_share``: CPU time of the engine thread / wall time while the
   market runs (target < 0.8), next to the whole process's;
 - the agent's own account, from its metrics: ``agent_children``,
@@ -168,11 +172,14 @@ async def run_scale(conn: Any, *, parents: int, symbols: int, periods: int, snap
     lateness = [(c["received_ns"] - by_id[c["child_order_id"].rsplit(":", 1)[0]].period_start_ns(c["period_index"]))
                 / 1e6 for c in got.values()]
     e2e = [(c["received_ns"] - c["ts_event"]) / 1e6 for c in got.values()]
+    to_decision = [(c["ts_init"] - c["ts_event"]) / 1e6 for c in got.values()]
+    to_visible = [(c["received_ns"] - c["ts_init"]) / 1e6 for c in got.values()]
     return {"phase": "scale", "mode": "exactly-once", "parents": parents, "symbols": symbols, "periods": periods,
             "snapshots_per_s": snapshots_per_s * symbols, "expected_children": len(expected),
             "children_seen": len(got), "skipped": len(expected - set(got)),
             "late": int(np.sum(np.asarray(lateness) > 1000.0)), **agent, **percentiles(lateness, "lateness_ms"),
-            **percentiles(e2e, "e2e_ms"), "engine_cpu_share": cpu / wall, "process_cpu_share": proc / wall,
+            **percentiles(e2e, "e2e_ms"), **percentiles(to_decision, "decided_ms"),
+            **percentiles(to_visible, "visible_ms"), "engine_cpu_share": cpu / wall, "process_cpu_share": proc / wall,
             "decoded_in_worker": offloaded / (offloaded + inline) if offloaded + inline else 0.0,
             "worker_cpu_share": worker / wall, **machine_budget(wall, process=proc, worker=worker,
                                                                 publisher=publisher, watcher=watch, busy=busy),
