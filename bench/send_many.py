@@ -89,7 +89,7 @@ def main() -> int:
 
     try:
         conn = KafkaConnection(bootstrap_servers=bootstrap(args.bootstrap), client_id="bench-send-many")
-        rows = asyncio.run(measure(conn, [20, 200, 2000], args.repeat))
+        rows = asyncio.run(measure(conn, [1, 4, 8, 20, 200, 2000], args.repeat))
     finally:
         release_lease()
     print_table(rows, ["records", "way", "cpu_us_per_record_p50", "cpu_vs_send_each", "wall_ms_p50", "wall_ms_p99"])
