@@ -212,7 +212,9 @@ def step_breakdown(reports: list[Any]) -> dict[str, dict[str, float]]:
 
 def step_timeline(reports: list[Any], window_s: float = 5.0) -> list[dict[str, float]]:
     """Steps per ``window_s`` window of the run (by fetch time): how many, their decisions, the
-    engine's CPU share and p50 / max step time (ms) -- where a backlog builds up and drains."""
+    engine's CPU share and p50 / max step time (ms) -- where a backlog builds up and drains. Also
+    the engine's wall-time share (above its CPU share: the engine thread waited for the GIL or a
+    core) and its CPU per decision (in steps that decided)."""
     if not reports:
         return []
     t0 = reports[0].t_fetched
@@ -221,8 +223,12 @@ def step_timeline(reports: list[Any], window_s: float = 5.0) -> list[dict[str, f
         rs = [r for r in reports if w * window_s <= r.t_fetched - t0 < (w + 1) * window_s]
         if rs:
             eng = [1e3 * (r.t_engine_end - r.t_engine_start) for r in rs]
+            deciding = [r for r in rs if r.decisions]
+            n_dec = sum(r.decisions for r in deciding)
             out.append({"t_s": w * window_s, "steps": len(rs), "decisions": sum(r.decisions for r in rs),
                         "engine_cpu_share": sum(r.engine_cpu_s for r in rs) / window_s,
+                        "engine_wall_share": sum(eng) / 1e3 / window_s,
+                        "cpu_us_per_decision": 1e6 * sum(r.engine_cpu_s for r in deciding) / n_dec if n_dec else 0.0,
                         "wait_ms_p50": float(np.median([1e3 * (r.t_engine_start - r.t_fetched) for r in rs])),
                         "engine_ms_p50": float(np.median(eng)), "engine_ms_max": max(eng),
                         "publish_ms_p50": float(np.median([1e3 * (r.t_published - r.t_engine_end) for r in rs])),
@@ -394,7 +400,8 @@ def report(res: dict[str, Any]) -> None:
         for r in scale:
             if r.get("timeline"):
                 print("the scale run over time (steps by fetch time; engine_cpu_share of the window):")
-                print_table(r["timeline"], ["t_s", "steps", "decisions", "engine_cpu_share", "wait_ms_p50",
+                print_table(r["timeline"], ["t_s", "steps", "decisions", "engine_cpu_share", "engine_wall_share",
+                                            "cpu_us_per_decision", "wait_ms_p50",
                                             "engine_ms_p50", "engine_ms_max", "publish_ms_p50", "total_ms_p50"])
     print(f"load average {res['load_average'][0]:.2f} / {res['load_average'][1]:.2f} / {res['load_average'][2]:.2f}")
 
