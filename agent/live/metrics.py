@@ -70,6 +70,7 @@ class AgentMetrics:
     parent_unfilled: Counter
     md_decoded: Counter
     decode_worker_failures: Counter
+    engine_cpu: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> AgentMetrics:
@@ -136,6 +137,9 @@ class AgentMetrics:
             decode_worker_failures=Counter(f"{p}decode_worker_failures", "Times the market-data decode worker "
                                            "failed (its batch decoded inline, a new worker started later)",
                                            registry=reg),
+            engine_cpu=Counter(f"{p}engine_cpu_seconds", "CPU time of the engine thread in steps and catch-ups "
+                               "(its rate: cores; near 1 the agent cannot decide more parents in time)",
+                               registry=reg),
         )
 
     # ------------------------------------------------------------ helpers

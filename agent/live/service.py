@@ -137,6 +137,7 @@ class AgentService:
                                 max_wait_ms=self.settings.control_wait_ms)
         self.on_step = on_step
         self.children_sent = 0
+        self._cpu_counted = 0.0  # driver.cpu_s already added to mpc_agent_engine_cpu_seconds_total
         self.processed_ts: dict[str, int] = {}  # per symbol: newest ts_event fully processed
         self.decision_latencies_s: deque[float] = deque(maxlen=100_000)  # arrival -> ack (seconds)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -401,6 +402,10 @@ class AgentService:
                 m.impact_beta.labels(symbol=sym).set(imp.beta)
                 m.impact_gamma.labels(symbol=sym).set(imp.gamma)
         self.children_sent += len(res.children)
+        cpu = self.driver.cpu_s  # steps and the catch-ups since the last step (read, not reset)
+        if cpu > self._cpu_counted:
+            m.engine_cpu.inc(cpu - self._cpu_counted)
+            self._cpu_counted = cpu
         if res.outcomes:
             m.observe_decisions(res.outcomes, res.boundaries, self.clock() if self.clock is not None else None)
         if self.on_step is not None:

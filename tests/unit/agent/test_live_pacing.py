@@ -98,6 +98,10 @@ async def test_many_parents_one_second_periods_no_decision_skipped_and_none_late
     assert reg.get_sample_value("mpc_agent_decisions_late_total") == 0
     assert reg.get_sample_value("mpc_agent_decision_delay_seconds_count") == len(expected)
     assert reg.get_sample_value("mpc_agent_decision_delay_seconds_bucket", {"le": "0.1"}) == len(expected)
+    # the engine thread's CPU: every step's and catch-up's, as of the last published step
+    engine_cpu = reg.get_sample_value("mpc_agent_engine_cpu_seconds_total")
+    assert 0 < engine_cpu <= svc.engine_cpu_s
+    assert engine_cpu >= sum(r.engine_cpu_s for r in reports)
 
 
 async def test_an_agent_behind_its_feed_counts_late_decisions_and_stale_skips_as_an_outside_clock_does() -> None:

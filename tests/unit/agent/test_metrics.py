@@ -31,6 +31,7 @@ REQUIRED = {
     "mpc_agent_parent_unfilled_shares": "counter",
     "mpc_agent_md_decoded": "counter",
     "mpc_agent_decode_worker_failures": "counter",
+    "mpc_agent_engine_cpu_seconds": "counter",
     "process_start_time_seconds": "gauge",
 }
 
