@@ -229,6 +229,10 @@ class KafkaSource(AsyncComponent):
 
 
 CONCURRENT_TXN_BACKOFF_MS = 2.0
+BATCH_BYTES = 256 * 1024
+"""The producer's ``max_batch_size`` (aiokafka's default is 16 KiB), at most ``max_message_bytes``: a
+step of 2,000 records goes out in ~8 batches a partition instead of ~40 (``bench/send_many.py``: CPU
+a record ~5 against ~7-9 us, wall ~13 against ~21 ms)."""
 BATCH_MIN_RECORDS = 8
 """``send_many`` with fewer records sends each one (``bench/send_many.py``: batching one record costs
 ~15% more CPU and ~0.3 ms more wall time; at 20 records it saves ~14% CPU)."""
@@ -291,6 +295,8 @@ class KafkaSink(AsyncComponent):
             transactional_id=transactional_id,
             linger_ms=linger_ms,
             max_request_size=self.connection.max_message_bytes,
+            max_batch_size=producer_options.pop("max_batch_size",
+                                                min(BATCH_BYTES, self.connection.max_message_bytes)),
             **producer_options,
         )
         self._producer: aiokafka.AIOKafkaProducer | None = None
