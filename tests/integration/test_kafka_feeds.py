@@ -10,7 +10,14 @@ import pytest
 from pydantic import SecretStr
 
 from agent.core.errors import FeedError, ValidationError
-from feeds.kafka import KafkaConnection, KafkaSink, KafkaSource, create_topics, send_to_dlq
+from feeds.kafka import (
+    RECORD_OVERHEAD_BYTES,
+    KafkaConnection,
+    KafkaSink,
+    KafkaSource,
+    create_topics,
+    send_to_dlq,
+)
 from feeds.ports import OutRecord, Record, next_offsets
 from feeds.wire.codec import SCHEMAS, decode, encode
 from tests.integration.kafka_helpers import consume
@@ -172,3 +179,23 @@ async def test_kafka_send_many_batches_keep_partitions_order_and_the_transaction
     java = {m.key: m.partition for m in await asyncio.to_thread(read_committed, kafka_bootstrap, twin)}
     assert len(set(java.values())) > 1
     assert all(m.partition == java[m.key] for m in got if m.key is not None)
+
+
+async def test_kafka_send_many_record_near_the_size_limit_keeps_its_place_and_one_over_it_is_refused(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str]
+) -> None:
+    """A record within ``RECORD_OVERHEAD_BYTES`` of ``max_message_bytes`` leaves the batch path for
+    ``producer.send``: the records before it in its partition must still come first; one larger
+    than the limit is refused with a ``FeedError`` (as ``send`` always did), not sent."""
+    topic = unique_topic("near-limit")
+    await create_topics(kafka_bootstrap, [topic], partitions=2)
+    conn = KafkaConnection(bootstrap_servers=kafka_bootstrap, max_message_bytes=8192)
+    big = 8192 - RECORD_OVERHEAD_BYTES + 100  # past the threshold, under the limit with its overhead
+    values = [f"{i:04d}".encode() + (b"x" * (big if i == 10 else 40)) for i in range(20)]
+    async with KafkaSink(conn) as sink:
+        await sink.send_many([OutRecord(topic, v, key=b"K") for v in values])
+        with pytest.raises(FeedError):
+            await sink.send_many([OutRecord(topic, b"y" * 9000, key=b"K")] + [OutRecord(topic, b"z", key=b"K")] * 9)
+    got = await asyncio.to_thread(read_committed, kafka_bootstrap, topic)
+    assert [m.value[:4] for m in got] == [f"{i:04d}".encode() for i in range(20)]
+    assert len(got[10].value or b"") == 4 + big
