@@ -229,6 +229,8 @@ class KafkaSource(AsyncComponent):
 
 
 CONCURRENT_TXN_BACKOFF_MS = 2.0
+"""Default wait before retrying a transaction's first AddPartitionsToTxn refused with
+CONCURRENT_TRANSACTIONS (see :func:`set_concurrent_txn_backoff`)."""
 BATCH_BYTES = 256 * 1024
 """The producer's ``max_batch_size`` (aiokafka's default is 16 KiB), at most ``max_message_bytes``: a
 step of 2,000 records goes out in ~8 batches a partition instead of ~40 (``bench/send_many.py``: CPU
@@ -239,8 +241,6 @@ BATCH_MIN_RECORDS = 8
 RECORD_OVERHEAD_BYTES = 512
 """``send_many``: a record whose key, value and headers come within this of ``max_request_size`` goes
 through ``producer.send`` (which checks the exact size and refuses one too large) instead of a batch."""
-"""Default wait before retrying a transaction's first AddPartitionsToTxn refused with
-CONCURRENT_TRANSACTIONS (see :func:`set_concurrent_txn_backoff`)."""
 
 
 _warned_backoff = False  # the missing-constant warning is logged once
@@ -344,27 +344,25 @@ class KafkaSink(AsyncComponent):
         futures: list[asyncio.Future[Any]] = []
         producer = self.producer
         try:
-            if len(records) < BATCH_MIN_RECORDS:
-                for r in records:
-                    futures.append(await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers) or None))
-                await asyncio.gather(*futures)
-                return
+            one_by_one = len(records) < BATCH_MIN_RECORDS
             parts: dict[str, list[int]] = {}
             open_batches: dict[tuple[str, int], Any] = {}
             for r in records:
-                all_parts = parts.get(r.topic)
-                if all_parts is None:
-                    all_parts = parts[r.topic] = sorted(await producer.partitions_for(r.topic))
-                part = self._partitioner(r.key, all_parts, all_parts)
-                tp = (r.topic, part)
                 headers = list(r.headers)
-                if (len(r.key or b"") + len(r.value or b"") + sum(len(k) + len(v or b"") for k, v in headers)
-                        > self._max_record_bytes):
-                    if tp in open_batches:  # what came before it in this partition goes first
-                        futures.append(await self._submit(open_batches.pop(tp), tp))
+                if one_by_one or (len(r.key or b"") + len(r.value or b"")
+                                  + sum(len(k) + len(v or b"") for k, v in headers) > self._max_record_bytes):
+                    # one by one (a topic not batched yet: the producer partitions it as ever); a batched
+                    # topic's record keeps the batch path's partition, whose open batch goes first
+                    part = self._partition_of(r, parts[r.topic]) if r.topic in parts else None
+                    if part is not None and (r.topic, part) in open_batches:
+                        futures.append(await self._submit(open_batches.pop((r.topic, part)), (r.topic, part)))
                     futures.append(await producer.send(r.topic, r.value, key=r.key, partition=part,
                                                        headers=headers or None))
                     continue
+                all_parts = parts.get(r.topic)
+                if all_parts is None:
+                    all_parts = parts[r.topic] = sorted(await producer.partitions_for(r.topic))
+                tp = (r.topic, self._partition_of(r, all_parts))
                 batch = open_batches.get(tp)
                 if batch is None:
                     batch = open_batches[tp] = producer.create_batch()
@@ -383,6 +381,11 @@ class KafkaSink(AsyncComponent):
                     fut.add_done_callback(lambda f: f.cancelled() or f.exception())
                 elif not fut.cancelled():
                     fut.exception()
+
+    def _partition_of(self, r: OutRecord, all_parts: list[int]) -> int:
+        """The producer's partitioner on the key (random without one), as ``producer.send`` uses it."""
+        part: int = self._partitioner(r.key, all_parts, all_parts)
+        return part
 
     async def _submit(self, batch: Any, tp: tuple[str, int]) -> asyncio.Future[Any]:
         batch.close()
