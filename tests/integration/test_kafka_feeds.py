@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -21,7 +22,7 @@ from feeds.kafka import (
 from feeds.ports import OutRecord, Record, next_offsets
 from feeds.wire.codec import SCHEMAS, decode, encode
 from tests.integration.kafka_helpers import consume
-from tests.integration.outside import Producer, read_committed
+from tests.integration.outside import Msg, Producer, read_committed
 from tests.unit.feeds.wire_samples import sample_messages
 
 pytestmark = pytest.mark.kafka
@@ -144,6 +145,18 @@ async def test_kafka_sasl_plain_listener_roundtrip_and_wrong_password_refused(
             pass
 
 
+async def _committed(bootstrap: str, topics: list[str], n: int, timeout_s: float = 30.0) -> list[Msg]:
+    """The committed records of ``topics``, read again until there are ``n``: the broker writes a
+    transaction's commit markers a little after the commit returns, so a read right after it can
+    stop short of a partition's records."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = [m for t in topics for m in await asyncio.to_thread(read_committed, bootstrap, t)]
+        if len(got) >= n or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.1)
+
+
 async def test_kafka_send_many_batches_keep_partitions_order_and_the_transaction(
     kafka_bootstrap: str, unique_topic: Callable[[str], str]
 ) -> None:
@@ -162,7 +175,7 @@ async def test_kafka_send_many_batches_keep_partitions_order_and_the_transaction
         await tx.send_many(out)
         assert await asyncio.to_thread(read_committed, kafka_bootstrap, a) == []  # not before the commit
         await tx.commit()
-    got = [m for t in (a, b) for m in await asyncio.to_thread(read_committed, kafka_bootstrap, t)]
+    got = await _committed(kafka_bootstrap, [a, b], 1201)
     assert sorted(m.json()["i"] for m in got) == list(range(1201))
     for m in got:
         i = m.json()["i"]
