@@ -12,7 +12,7 @@ next to the wall time:
   all the acks: what ``send_many`` did before.
 
 Both inside a transaction (begin, records, commit) on a 4-partition topic, the
-sizes alternating, ``--repeat`` times each after a warm-up;
+sizes alternating and each way first in turn, ``--repeat`` times each after a warm-up;
 ``cpu_vs_send_each`` is the ratio of the p50 CPU per record.
 
 Usage: ``.venv/bin/python bench/send_many.py [--bootstrap H:P] [--repeat 15] [--json bench/out/send_many.json]``
@@ -59,7 +59,7 @@ async def measure(conn: Any, sizes: list[int], repeat: int) -> list[dict[str, An
         for i in range(repeat + 2):  # the first two warm up
             for k in sizes:
                 recs = [OutRecord(topic, RECORD, key=f"P-{j:04d}".encode(), headers=header) for j in range(k)]
-                for way, fn in ways.items():
+                for way, fn in (list(ways.items()) if i % 2 else list(ways.items())[::-1]):  # either first, in turn
                     await sink.begin()
                     c0, t0 = time.process_time(), time.perf_counter()
                     await fn(sink, recs)
