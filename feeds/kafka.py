@@ -235,9 +235,6 @@ BATCH_BYTES = 256 * 1024
 """The producer's ``max_batch_size`` (aiokafka's default is 16 KiB), at most ``max_message_bytes``: a
 step of 2,000 records goes out in ~8 batches a partition instead of ~40 (``bench/send_many.py``: CPU
 a record ~5 against ~7-9 us, wall ~13 against ~21 ms)."""
-BATCH_MIN_RECORDS = 8
-"""``send_many`` with fewer records sends each one (``bench/send_many.py``: batching one record costs
-~15% more CPU and ~0.3 ms more wall time; at 20 records it saves ~14% CPU)."""
 RECORD_OVERHEAD_BYTES = 512
 """``send_many``: a record whose key, value and headers come within this of ``max_request_size`` goes
 through ``producer.send`` (which checks the exact size and refuses one too large) instead of a batch."""
@@ -338,20 +335,18 @@ class KafkaSink(AsyncComponent):
         ``send_batch``, a new batch when one is full) instead of one ``send`` each: the same
         partitions (the producer's partitioner on the key, random without one), the same order
         within a partition, inside the open transaction like ``send`` (``bench/send_many.py``:
-        about half the CPU a record from 200 records). Fewer than ``BATCH_MIN_RECORDS`` records
-        are sent one by one, and a record near ``max_request_size`` goes through ``send``, which
-        refuses one too large as before."""
+        about half the CPU a record from 200 records, even below 20). A record near
+        ``max_request_size`` goes through ``send``, which refuses one too large as before."""
         futures: list[asyncio.Future[Any]] = []
         producer = self.producer
         try:
-            one_by_one = len(records) < BATCH_MIN_RECORDS
             parts: dict[str, list[int]] = {}
             open_batches: dict[tuple[str, int], Any] = {}
             for r in records:
                 headers = list(r.headers)
-                if one_by_one or (len(r.key or b"") + len(r.value or b"")
-                                  + sum(len(k) + len(v or b"") for k, v in headers) > self._max_record_bytes):
-                    # one by one (a topic not batched yet: the producer partitions it as ever); a batched
+                if (len(r.key or b"") + len(r.value or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+                        > self._max_record_bytes):
+                    # by itself (a topic not batched yet: the producer partitions it as ever); a batched
                     # topic's record keeps the batch path's partition, whose open batch goes first
                     part = self._partition_of(r, parts[r.topic]) if r.topic in parts else None
                     if part is not None and (r.topic, part) in open_batches:
